@@ -1,0 +1,398 @@
+//! `/v1/clients`: create or update a client, read it with its live state, list clients.
+
+use actix_web::{HttpResponse, web};
+use base64::Engine as _;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::auth::{Authed, ClientsRead, ClientsWrite};
+use super::error::ApiError;
+use super::json::{AmountText, Json, Problems, text};
+use crate::AppState;
+use crate::audit::AuditRef;
+use crate::domain::{
+    Client, ClientId, ClientProfile, ClientStatus, Country, Currency, LegalStatus, Money, RiskBand,
+    RiskFactor, Sector, format_minor,
+};
+use crate::service::clients as service;
+
+/// The body of `PUT /v1/clients/{client_id}`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClientInput {
+    /// Legal name, 1..200 characters.
+    #[schema(example = "Boulangeries Martin SAS")]
+    pub name: String,
+    /// Company registration number (SIREN, Companies House number, …).
+    pub registration_number: Option<String>,
+    /// ISO 3166-1 alpha-2.
+    #[schema(example = "FR")]
+    pub country: String,
+    /// NACE activity code.
+    #[schema(example = "C10.71")]
+    pub sector: Option<String>,
+    /// ISO 4217 account currency; cannot change once the client exists.
+    #[schema(example = "EUR")]
+    pub currency: String,
+    /// Standing credit limit in the account currency.
+    pub credit_limit: AmountText,
+    /// Defaults to `active` for a new client; absent keeps the current status.
+    pub status: Option<ClientStatus>,
+}
+
+impl ClientInput {
+    fn validate(self) -> Result<ClientProfile, ApiError> {
+        let mut p = Problems::default();
+        let name = p.check("name", text(&self.name, 200));
+        let registration_number = match &self.registration_number {
+            Some(r) => p.check("registration_number", text(r, 64)).map(Some),
+            None => Some(None),
+        };
+        let country = p.check("country", Country::parse(&self.country));
+        let sector = match &self.sector {
+            Some(s) => p.check("sector", Sector::parse(s)).map(Some),
+            None => Some(None),
+        };
+        let currency = p.check("currency", Currency::parse(&self.currency));
+        let credit_limit =
+            currency.and_then(|c| p.check("credit_limit", Money::parse(&self.credit_limit.0, c)));
+        p.finish()?;
+        match (
+            name,
+            registration_number,
+            country,
+            sector,
+            currency,
+            credit_limit,
+        ) {
+            (
+                Some(name),
+                Some(registration_number),
+                Some(country),
+                Some(sector),
+                Some(currency),
+                Some(credit_limit),
+            ) => Ok(ClientProfile {
+                name,
+                registration_number,
+                country,
+                sector,
+                currency,
+                credit_limit,
+                status: self.status,
+            }),
+            _ => Err(ApiError::field("body", "invalid client")),
+        }
+    }
+}
+
+/// Open invoices + active reservations.
+#[derive(Serialize, ToSchema)]
+pub struct Exposure {
+    pub open_invoices: String,
+    pub reserved: String,
+    pub total: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Overdue {
+    pub amount: String,
+    /// Days past due of the oldest overdue invoice, as of today.
+    pub max_days_past_due: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PaymentBehaviour {
+    pub invoices_paid: i64,
+    pub paid_late: i64,
+    /// Over the invoices paid late; null when none was.
+    #[schema(value_type = Option<f64>)]
+    pub average_days_late: Option<serde_json::Number>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct InsuranceView {
+    pub insurer: String,
+    pub insured_amount: String,
+    pub valid_until: Option<NaiveDate>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ExternalScoreView {
+    pub provider: String,
+    /// 0..100, higher is safer.
+    pub score: i64,
+    pub as_of: NaiveDate,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Alerts {
+    pub negative: i64,
+    pub positive: i64,
+}
+
+/// Risk as last scored; null score and band until the scoring policy has run.
+#[derive(Serialize, ToSchema)]
+pub struct RiskView {
+    pub score: Option<u8>,
+    pub band: Option<RiskBand>,
+    pub factors: Vec<RiskFactor>,
+}
+
+/// A client with its live state; amounts are exact decimal strings in `currency`.
+#[derive(Serialize, ToSchema)]
+pub struct ClientView {
+    pub client_id: String,
+    pub name: String,
+    pub registration_number: Option<String>,
+    pub country: String,
+    pub sector: Option<String>,
+    pub currency: String,
+    pub status: ClientStatus,
+    pub is_prospect: bool,
+    #[schema(example = "12500.00")]
+    pub credit_limit: String,
+    pub exposure: Exposure,
+    /// Limit minus exposure; negative when over the limit.
+    pub available_credit: String,
+    pub overdue: Overdue,
+    pub payment_behaviour: PaymentBehaviour,
+    pub insurance: Option<InsuranceView>,
+    pub external_score: Option<ExternalScoreView>,
+    pub alerts: Alerts,
+    pub legal_status: LegalStatus,
+    pub risk: RiskView,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl ClientView {
+    pub fn new(c: Client, today: NaiveDate) -> Self {
+        let currency = c.currency;
+        let days_past_due = c.max_days_past_due(today);
+        let average = c
+            .average_days_late()
+            .and_then(|d| d.to_string().parse::<serde_json::Number>().ok());
+        let (exposure, available) = (c.exposure_minor(), c.available_minor());
+        let s = c.state;
+        Self {
+            client_id: c.client_id.to_string(),
+            name: c.name,
+            registration_number: c.registration_number,
+            country: c.country,
+            sector: c.sector,
+            currency: currency.code().to_owned(),
+            status: c.status,
+            is_prospect: c.is_prospect,
+            credit_limit: c.credit_limit.to_string(),
+            exposure: Exposure {
+                open_invoices: s.open_invoices.to_string(),
+                reserved: s.reserved.to_string(),
+                total: format_minor(exposure, currency),
+            },
+            available_credit: format_minor(available, currency),
+            overdue: Overdue {
+                amount: s.overdue.to_string(),
+                max_days_past_due: days_past_due,
+            },
+            payment_behaviour: PaymentBehaviour {
+                invoices_paid: s.invoices_paid,
+                paid_late: s.paid_late,
+                average_days_late: average,
+            },
+            insurance: s.insurance.map(|i| InsuranceView {
+                insurer: i.insurer,
+                insured_amount: i.insured_amount.to_string(),
+                valid_until: i.valid_until,
+            }),
+            external_score: s.external_score.map(|e| ExternalScoreView {
+                provider: e.provider,
+                score: e.score,
+                as_of: e.as_of,
+            }),
+            alerts: Alerts {
+                negative: s.alerts_negative,
+                positive: s.alerts_positive,
+            },
+            legal_status: s.legal_status,
+            risk: match s.risk {
+                Some(r) => RiskView {
+                    score: Some(r.score),
+                    band: Some(r.band),
+                    factors: r.factors,
+                },
+                None => RiskView {
+                    score: None,
+                    band: None,
+                    factors: Vec::new(),
+                },
+            },
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+        }
+    }
+}
+
+/// The answer to a `PUT`: the client, and the audit record of the change (null when the body
+/// changed nothing, so no record was needed).
+#[derive(Serialize, ToSchema)]
+pub struct ClientWritten {
+    #[serde(flatten)]
+    pub client: ClientView,
+    pub audit: Option<AuditRef>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ClientPage {
+    pub items: Vec<ClientView>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Risk band A..E.
+    pub band: Option<String>,
+    /// `active` or `blocked`.
+    pub status: Option<String>,
+    /// 1..500, default 50.
+    pub limit: Option<i64>,
+    /// From the previous page's `next_cursor`.
+    pub cursor: Option<String>,
+}
+
+fn client_id(raw: &str) -> Result<ClientId, ApiError> {
+    ClientId::parse(raw).map_err(|m| ApiError::field("client_id", m))
+}
+
+fn today() -> NaiveDate {
+    Utc::now().date_naive()
+}
+
+/// Create or update a client.
+///
+/// 201 when created, 200 when updated; each change is an audit record written in the same
+/// transaction. A body identical to the stored profile changes nothing and records nothing.
+#[utoipa::path(
+    put, path = "/v1/clients/{client_id}", tag = "clients",
+    params(("client_id" = String, Path, description = "The ERP's customer number: 1..64 of [A-Za-z0-9._-]")),
+    request_body = ClientInput,
+    responses(
+        (status = 201, description = "Created", body = ClientWritten),
+        (status = 200, description = "Updated (or unchanged)", body = ClientWritten),
+    ),
+    security(("bearer" = ["clients:write"]))
+)]
+pub async fn put_client(
+    auth: Authed<ClientsWrite>,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: Json<ClientInput>,
+) -> Result<HttpResponse, ApiError> {
+    let id = client_id(&path)?;
+    let profile = body.0.validate()?;
+    let done = service::upsert(&state.store, id, profile, auth.actor()).await?;
+    let answer = ClientWritten {
+        client: ClientView::new(done.client, today()),
+        audit: done.audit,
+    };
+    Ok(if done.created {
+        HttpResponse::Created().json(answer)
+    } else {
+        HttpResponse::Ok().json(answer)
+    })
+}
+
+/// A client's profile and live state.
+#[utoipa::path(
+    get, path = "/v1/clients/{client_id}", tag = "clients",
+    params(("client_id" = String, Path, description = "The ERP's customer number")),
+    responses((status = 200, description = "The client", body = ClientView)),
+    security(("bearer" = ["clients:read"]))
+)]
+pub async fn get_client(
+    _auth: Authed<ClientsRead>,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<web::Json<ClientView>, ApiError> {
+    let id = client_id(&path)?;
+    let client = service::get(&state.store, id).await?;
+    Ok(web::Json(ClientView::new(client, today())))
+}
+
+/// Clients, newest first, filtered by risk band and status.
+#[utoipa::path(
+    get, path = "/v1/clients", tag = "clients",
+    params(ListQuery),
+    responses((status = 200, description = "A page of clients", body = ClientPage)),
+    security(("bearer" = ["clients:read"]))
+)]
+pub async fn list_clients(
+    _auth: Authed<ClientsRead>,
+    state: web::Data<AppState>,
+    query: web::Query<ListQuery>,
+) -> Result<web::Json<ClientPage>, ApiError> {
+    let q = query.into_inner();
+    let mut p = Problems::default();
+    let band = q
+        .band
+        .as_deref()
+        .and_then(|b| p.check("band", RiskBand::parse(b)));
+    let status = q
+        .status
+        .as_deref()
+        .and_then(|s| p.check("status", ClientStatus::parse(s)));
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        p.push("limit", "must be 1 to 500");
+    }
+    let after = q
+        .cursor
+        .as_deref()
+        .and_then(|c| p.check("cursor", decode_cursor(c)));
+    p.finish()?;
+    let mut items = service::list(&state.store, band, status, after, limit + 1).await?;
+    let next_cursor = if items.len() as i64 > limit {
+        items.truncate(limit as usize);
+        items
+            .last()
+            .map(|c| encode_cursor(c.created_at, c.client_id.as_str()))
+    } else {
+        None
+    };
+    let today = today();
+    Ok(web::Json(ClientPage {
+        items: items
+            .into_iter()
+            .map(|c| ClientView::new(c, today))
+            .collect(),
+        next_cursor,
+    }))
+}
+
+#[derive(Serialize, Deserialize)]
+struct Cursor {
+    t: DateTime<Utc>,
+    id: String,
+}
+
+fn encode_cursor(at: DateTime<Utc>, id: &str) -> String {
+    let json = serde_json::to_vec(&Cursor {
+        t: at,
+        id: id.to_owned(),
+    })
+    .unwrap_or_default();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+}
+
+fn decode_cursor(raw: &str) -> Result<(DateTime<Utc>, String), String> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(raw)
+        .map_err(|_| "is not a cursor returned by this API".to_string())?;
+    let c: Cursor = serde_json::from_slice(&bytes)
+        .map_err(|_| "is not a cursor returned by this API".to_string())?;
+    Ok((c.t, c.id))
+}

@@ -1,0 +1,57 @@
+//! Operations endpoints, open without a token: liveness, readiness and metrics.
+
+use actix_web::{HttpResponse, web};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::error::ApiError;
+use crate::AppState;
+use crate::store;
+
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    #[schema(example = "ok")]
+    pub status: &'static str,
+    pub version: &'static str,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Readiness {
+    #[schema(example = "ready")]
+    pub status: &'static str,
+    /// `sqlite` or `postgres`.
+    pub database: &'static str,
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "Alive", body = Health)))]
+pub async fn healthz() -> web::Json<Health> {
+    web::Json(Health {
+        status: "ok",
+        version: env!("CARGO_PKG_VERSION"),
+    })
+}
+
+/// Readiness: the database answers and every migration is applied.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, description = "Ready to serve", body = Readiness)))]
+pub async fn readyz(state: web::Data<AppState>) -> Result<web::Json<Readiness>, ApiError> {
+    let current = state.store.run(store::migrations_current).await?;
+    if !current {
+        return Err(ApiError::Unavailable("migrations are pending".into()));
+    }
+    Ok(web::Json(Readiness {
+        status: "ready",
+        database: state.store.backend(),
+    }))
+}
+
+/// Prometheus metrics: requests and latency by route and status, database pool use.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render(&state.store))
+}

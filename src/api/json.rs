@@ -1,0 +1,174 @@
+//! Request-body and input helpers: JSON bodies parsed with the failing field's path, and exact
+//! amounts taken from a JSON string or number without ever passing through a float.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
+
+use super::error::{ApiError, FieldError};
+
+/// A JSON body of `T`: 415 for another media type, 413 over the size limit, 400 for broken
+/// JSON, 422 naming the field for a well-formed body of the wrong shape (including unknown
+/// and duplicate fields).
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let media_ok = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|m| {
+                let m = m.trim().to_ascii_lowercase();
+                m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
+            })
+            .unwrap_or(false);
+        // Bytes obeys the PayloadConfig registered with the same limit in `build_app`.
+        let limit = req
+            .app_data::<web::Data<crate::AppState>>()
+            .map_or(0, |s| s.settings.body_limit);
+        let bytes = web::Bytes::from_request(req, payload);
+        Box::pin(async move {
+            if !media_ok {
+                return Err(ApiError::UnsupportedMediaType(
+                    "the body must be sent as `Content-Type: application/json`".into(),
+                ));
+            }
+            let bytes = bytes.await.map_err(|e| {
+                let overflow = e
+                    .as_error::<actix_web::error::PayloadError>()
+                    .is_some_and(|p| matches!(p, actix_web::error::PayloadError::Overflow));
+                if overflow || e.as_response_error().status_code().as_u16() == 413 {
+                    ApiError::PayloadTooLarge(limit)
+                } else {
+                    ApiError::BadRequest(format!("the body could not be read: {e}"))
+                }
+            })?;
+            parse(&bytes).map(Json)
+        })
+    }
+}
+
+/// Parses a JSON document into `T`, reporting where it went wrong.
+pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data => {
+                let field = if path == "." { "body".into() } else { path };
+                ApiError::Validation(vec![FieldError::new(field, strip_position(&inner))])
+            }
+            _ => ApiError::BadRequest(format!("the body is not valid JSON: {inner}")),
+        }
+    })?;
+    de.end()
+        .map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))?;
+    Ok(value)
+}
+
+/// serde's data errors end with "at line 1 column 42", which says nothing to a caller who
+/// already has the field's path.
+fn strip_position(err: &serde_json::Error) -> String {
+    let text = err.to_string();
+    match text.rfind(" at line ") {
+        Some(i) => text[..i].to_owned(),
+        None => text,
+    }
+}
+
+/// An amount exactly as the caller wrote it: a JSON string, or the digits of a JSON number
+/// (kept verbatim by serde_json's `arbitrary_precision`). Checked against the currency later.
+#[derive(Clone, Debug)]
+pub struct AmountText(pub String);
+
+impl<'de> Deserialize<'de> for AmountText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::String(s) => Ok(Self(s)),
+            serde_json::Value::Number(n) => Ok(Self(n.to_string())),
+            _ => Err(serde::de::Error::custom(
+                "expected an amount as a decimal string like \"12500.00\" or a JSON number",
+            )),
+        }
+    }
+}
+
+impl utoipa::PartialSchema for AmountText {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some(r"^[0-9]+(\.[0-9]+)?$"))
+                    .examples([serde_json::json!("12500.00")]),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Number)
+                    .minimum(Some(0)),
+            )
+            .description(Some(
+                "An exact amount: a decimal string (preferred) or a JSON number, with at most the \
+                 currency's minor digits; no sign or exponent",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for AmountText {}
+
+/// Collects field problems so a request reports all of them at once.
+#[derive(Default)]
+pub struct Problems(Vec<FieldError>);
+
+impl Problems {
+    /// Keeps the value, or records the problem under `field`.
+    pub fn check<T>(&mut self, field: &str, result: Result<T, String>) -> Option<T> {
+        match result {
+            Ok(v) => Some(v),
+            Err(message) => {
+                self.0.push(FieldError::new(field, message));
+                None
+            }
+        }
+    }
+
+    pub fn push(&mut self, field: &str, message: impl Into<String>) {
+        self.0.push(FieldError::new(field, message));
+    }
+
+    /// `Err` with every problem found, if any.
+    pub fn finish(self) -> Result<(), ApiError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Validation(self.0))
+        }
+    }
+}
+
+/// A bounded, printable text field (names, registration numbers, notes).
+pub fn text(value: &str, max_chars: usize) -> Result<String, String> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if trimmed.chars().count() > max_chars {
+        return Err(format!("must be at most {max_chars} characters"));
+    }
+    if trimmed.chars().any(char::is_control) {
+        return Err("must not contain control characters".into());
+    }
+    Ok(trimmed.to_owned())
+}

@@ -1,0 +1,49 @@
+//! HTTP only: routes, extractors, error rendering and the contract. Handlers are thin and
+//! call `service`; they never touch diesel or rhai.
+
+pub mod audit;
+pub mod auth;
+pub mod clients;
+pub mod error;
+pub mod health;
+pub mod json;
+pub mod observe;
+pub mod openapi;
+
+use actix_web::{HttpResponse, web};
+use utoipa_swagger_ui::SwaggerUi;
+
+use error::ApiError;
+
+/// Every route of the service. Resources (not method guards) so that a known path with the
+/// wrong method is a 405, not a 404.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/healthz").route(web::get().to(health::healthz)))
+        .service(web::resource("/readyz").route(web::get().to(health::readyz)))
+        .service(web::resource("/metrics").route(web::get().to(health::metrics)))
+        .service(web::resource("/v1/clients").route(web::get().to(clients::list_clients)))
+        .service(
+            web::resource("/v1/clients/{client_id}")
+                .route(web::get().to(clients::get_client))
+                .route(web::put().to(clients::put_client)),
+        )
+        .service(
+            web::resource("/v1/audit/records/{sequence}").route(web::get().to(audit::get_record)),
+        )
+        .service(web::resource("/v1/audit/verify").route(web::get().to(audit::verify)))
+        .service(web::resource("/docs").route(web::get().to(docs_redirect)))
+        .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi::document()));
+}
+
+async fn docs_redirect() -> HttpResponse {
+    HttpResponse::PermanentRedirect()
+        .insert_header(("Location", "/docs/"))
+        .finish()
+}
+
+/// Any path no route matches.
+pub async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound(
+        "no such resource; see /openapi.json for the API".into(),
+    ))
+}

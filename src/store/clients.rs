@@ -1,0 +1,227 @@
+//! The clients table: profile and live-state columns, mapped to and from the domain.
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use diesel::prelude::*;
+
+use super::schema::clients;
+use super::{AnyConnection, StoreError, classify};
+use crate::domain::{
+    Client, ClientId, ClientProfile, ClientStatus, Currency, ExternalScore, Insurance, LegalStatus,
+    LiveState, Money, Risk, RiskBand, RiskFactor,
+};
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = clients)]
+struct ClientRow {
+    client_id: String,
+    name: String,
+    registration_number: Option<String>,
+    country: String,
+    sector: Option<String>,
+    currency: String,
+    status: String,
+    is_prospect: bool,
+    credit_limit_minor: i64,
+    open_invoices_minor: i64,
+    reserved_minor: i64,
+    overdue_minor: i64,
+    oldest_overdue_due_on: Option<NaiveDate>,
+    invoices_paid: i64,
+    paid_late: i64,
+    total_days_late: i64,
+    insurer: Option<String>,
+    insured_minor: Option<i64>,
+    insurance_valid_until: Option<NaiveDate>,
+    score_provider: Option<String>,
+    external_score: Option<i64>,
+    external_score_as_of: Option<NaiveDate>,
+    alerts_negative: i64,
+    alerts_positive: i64,
+    legal_status: String,
+    risk_score: Option<i64>,
+    risk_band: Option<String>,
+    risk_factors: Option<String>,
+    created_at: NaiveDateTime,
+    updated_at: NaiveDateTime,
+}
+
+impl TryFrom<ClientRow> for Client {
+    type Error = StoreError;
+
+    fn try_from(r: ClientRow) -> Result<Self, StoreError> {
+        let bad = |field: &str, e: String| StoreError::corrupt(format!("clients.{field}: {e}"));
+        let currency = Currency::parse(&r.currency).map_err(|e| bad("currency", e))?;
+        let money = |minor| Money::from_minor(minor, currency);
+        let insurance = match (r.insurer, r.insured_minor) {
+            (Some(insurer), Some(minor)) => Some(Insurance {
+                insurer,
+                insured_amount: money(minor),
+                valid_until: r.insurance_valid_until,
+            }),
+            _ => None,
+        };
+        let external_score = match (r.score_provider, r.external_score, r.external_score_as_of) {
+            (Some(provider), Some(score), Some(as_of)) => Some(ExternalScore {
+                provider,
+                score,
+                as_of,
+            }),
+            _ => None,
+        };
+        let risk = match (r.risk_score, r.risk_band) {
+            (Some(score), Some(band)) => Some(Risk {
+                score: u8::try_from(score).map_err(|e| bad("risk_score", e.to_string()))?,
+                band: RiskBand::parse(&band).map_err(|e| bad("risk_band", e))?,
+                factors: match r.risk_factors {
+                    Some(text) => serde_json::from_str::<Vec<RiskFactor>>(&text)
+                        .map_err(|e| bad("risk_factors", e.to_string()))?,
+                    None => Vec::new(),
+                },
+            }),
+            _ => None,
+        };
+        Ok(Client {
+            client_id: ClientId::parse(&r.client_id).map_err(|e| bad("client_id", e))?,
+            name: r.name,
+            registration_number: r.registration_number,
+            country: r.country,
+            sector: r.sector,
+            currency,
+            status: ClientStatus::parse(&r.status).map_err(|e| bad("status", e))?,
+            is_prospect: r.is_prospect,
+            credit_limit: money(r.credit_limit_minor),
+            state: LiveState {
+                open_invoices: money(r.open_invoices_minor),
+                reserved: money(r.reserved_minor),
+                overdue: money(r.overdue_minor),
+                oldest_overdue_due_on: r.oldest_overdue_due_on,
+                invoices_paid: r.invoices_paid,
+                paid_late: r.paid_late,
+                total_days_late: r.total_days_late,
+                insurance,
+                external_score,
+                alerts_negative: r.alerts_negative,
+                alerts_positive: r.alerts_positive,
+                legal_status: LegalStatus::parse(&r.legal_status)
+                    .map_err(|e| bad("legal_status", e))?,
+                risk,
+            },
+            created_at: r.created_at.and_utc(),
+            updated_at: r.updated_at.and_utc(),
+        })
+    }
+}
+
+#[derive(Insertable, AsChangeset)]
+#[diesel(table_name = clients)]
+#[diesel(treat_none_as_null = true)]
+struct ProfileChange<'a> {
+    name: &'a str,
+    registration_number: Option<&'a str>,
+    country: &'a str,
+    sector: Option<&'a str>,
+    currency: &'a str,
+    status: &'a str,
+    credit_limit_minor: i64,
+    is_prospect: bool,
+    updated_at: NaiveDateTime,
+}
+
+impl<'a> ProfileChange<'a> {
+    fn new(p: &'a ClientProfile, status: ClientStatus, at: DateTime<Utc>) -> Self {
+        Self {
+            name: &p.name,
+            registration_number: p.registration_number.as_deref(),
+            country: p.country.code(),
+            sector: p.sector.as_ref().map(|s| s.as_str()),
+            currency: p.currency.code(),
+            status: status.as_str(),
+            credit_limit_minor: p.credit_limit.minor(),
+            is_prospect: false,
+            updated_at: at.naive_utc(),
+        }
+    }
+}
+
+pub fn find(conn: &mut AnyConnection, id: &ClientId) -> Result<Option<Client>, StoreError> {
+    clients::table
+        .find(id.as_str())
+        .select(ClientRow::as_select())
+        .first(conn)
+        .optional()
+        .map_err(classify)?
+        .map(Client::try_from)
+        .transpose()
+}
+
+/// Inserts a new client with an empty live state.
+pub fn insert(
+    conn: &mut AnyConnection,
+    id: &ClientId,
+    profile: &ClientProfile,
+    status: ClientStatus,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    diesel::insert_into(clients::table)
+        .values((
+            clients::client_id.eq(id.as_str()),
+            ProfileChange::new(profile, status, at),
+            clients::created_at.eq(at.naive_utc()),
+        ))
+        .execute(conn)
+        .map_err(classify)?;
+    Ok(())
+}
+
+/// Replaces the profile of an existing client; its live state is left as it is.
+pub fn update_profile(
+    conn: &mut AnyConnection,
+    id: &ClientId,
+    profile: &ClientProfile,
+    status: ClientStatus,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    diesel::update(clients::table.find(id.as_str()))
+        .set(ProfileChange::new(profile, status, at))
+        .execute(conn)
+        .map_err(classify)?;
+    Ok(())
+}
+
+/// Filters and keyset position for listing clients newest first.
+#[derive(Debug, Default)]
+pub struct ClientQuery {
+    pub band: Option<RiskBand>,
+    pub status: Option<ClientStatus>,
+    /// Last (created_at, client_id) of the previous page.
+    pub after: Option<(DateTime<Utc>, String)>,
+    pub limit: i64,
+}
+
+pub fn list(conn: &mut AnyConnection, q: &ClientQuery) -> Result<Vec<Client>, StoreError> {
+    let mut query = clients::table
+        .select(ClientRow::as_select())
+        .order((clients::created_at.desc(), clients::client_id.desc()))
+        .limit(q.limit)
+        .into_boxed();
+    if let Some(band) = q.band {
+        query = query.filter(clients::risk_band.eq(band.as_str()));
+    }
+    if let Some(status) = q.status {
+        query = query.filter(clients::status.eq(status.as_str()));
+    }
+    if let Some((at, id)) = &q.after {
+        let at = at.naive_utc();
+        query = query.filter(
+            clients::created_at.lt(at).or(clients::created_at
+                .eq(at)
+                .and(clients::client_id.lt(id.clone()))),
+        );
+    }
+    query
+        .load(conn)
+        .map_err(classify)?
+        .into_iter()
+        .map(Client::try_from)
+        .collect()
+}

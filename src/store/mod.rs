@@ -1,0 +1,264 @@
+//! Storage: the only module that imports diesel. One connection type over SQLite and
+//! PostgreSQL, chosen by the URL, pooled by r2d2 through our own manager.
+
+pub mod audit;
+pub mod clients;
+mod schema;
+
+use std::time::Duration;
+
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::prelude::*;
+use diesel::{PgConnection, SqliteConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use crate::config::{DatabaseTarget, Settings, SqliteSynchronous, redact_url};
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+/// Serialises migrations of several server processes starting on one PostgreSQL.
+const MIGRATION_LOCK_KEY: i64 = 0x656e_636f_7572;
+
+/// A connection to either backend; queries are written once against it.
+#[derive(diesel::MultiConnection)]
+pub enum AnyConnection {
+    Postgres(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or no connection was free in time: retry later.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Query(#[from] diesel::result::Error),
+    /// Stored data that does not parse back into the domain: never expected.
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
+    #[error("migration failed: {0}")]
+    Migration(String),
+}
+
+impl StoreError {
+    pub fn corrupt(what: impl std::fmt::Display) -> Self {
+        Self::Corrupt(what.to_string())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManagerError {
+    #[error(transparent)]
+    Connect(#[from] diesel::ConnectionError),
+    #[error(transparent)]
+    Query(#[from] diesel::result::Error),
+}
+
+/// Opens connections for the configured backend, with the SQLite pragmas applied.
+#[derive(Clone, Debug)]
+pub struct Manager {
+    target: DatabaseTarget,
+    synchronous: SqliteSynchronous,
+    busy_timeout_ms: u32,
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = AnyConnection;
+    type Error = ManagerError;
+
+    fn connect(&self) -> Result<AnyConnection, ManagerError> {
+        match &self.target {
+            DatabaseTarget::Postgres(url) => {
+                Ok(AnyConnection::Postgres(PgConnection::establish(url)?))
+            }
+            DatabaseTarget::Sqlite(path) => {
+                let mut conn = SqliteConnection::establish(&path.to_string_lossy())?;
+                // busy_timeout first: switching to WAL itself may wait for a lock.
+                conn.batch_execute(&format!(
+                    "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; \
+                     PRAGMA synchronous = {}; PRAGMA foreign_keys = ON;",
+                    self.busy_timeout_ms,
+                    self.synchronous.pragma()
+                ))?;
+                Ok(AnyConnection::Sqlite(conn))
+            }
+        }
+    }
+
+    fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), ManagerError> {
+        conn.batch_execute("SELECT 1")?;
+        Ok(())
+    }
+
+    fn has_broken(&self, conn: &mut AnyConnection) -> bool {
+        <AnyConnection as Connection>::TransactionManager::is_broken_transaction_manager(conn)
+    }
+}
+
+pub type Pool = r2d2::Pool<Manager>;
+pub type PooledConnection = r2d2::PooledConnection<Manager>;
+
+/// The pool plus the way to run blocking database work off the async executor.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+    backend: &'static str,
+}
+
+impl Store {
+    /// Connects (at least one connection must open) without migrating.
+    pub fn connect(settings: &Settings) -> Result<Self, StoreError> {
+        let target = settings.database();
+        let backend = match target {
+            DatabaseTarget::Sqlite(_) => "sqlite",
+            DatabaseTarget::Postgres(_) => "postgres",
+        };
+        let manager = Manager {
+            target,
+            synchronous: settings.sqlite_synchronous,
+            busy_timeout_ms: settings.sqlite_busy_timeout_ms,
+        };
+        let pool = r2d2::Pool::builder()
+            .max_size(settings.pool_size)
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_millis(settings.pool_timeout_ms))
+            .build(manager)
+            .map_err(|e| {
+                StoreError::Unavailable(format!("{}: {e}", redact_url(&settings.database_url)))
+            })?;
+        Ok(Self { pool, backend })
+    }
+
+    pub fn backend(&self) -> &'static str {
+        self.backend
+    }
+
+    /// A connection for synchronous callers (CLI, start-up); request paths use [`Store::run`].
+    pub fn get(&self) -> Result<PooledConnection, StoreError> {
+        self.pool
+            .get()
+            .map_err(|e| StoreError::Unavailable(e.to_string()))
+    }
+
+    /// Runs `f` with a pooled connection on the blocking thread pool, inside the caller's span.
+    pub async fn run<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut AnyConnection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let store = self.clone();
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            let mut conn = store.get()?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| {
+            E::from(StoreError::Unavailable(format!(
+                "blocking task failed: {e}"
+            )))
+        })?
+    }
+
+    /// (connections in use, idle connections), for `/metrics`.
+    pub fn pool_state(&self) -> (u32, u32) {
+        let state = self.pool.state();
+        (
+            state.connections - state.idle_connections,
+            state.idle_connections,
+        )
+    }
+}
+
+/// Runs `f` in a write transaction. On SQLite it is `BEGIN IMMEDIATE`, so the write lock is
+/// taken up front and a concurrent writer waits (busy_timeout) instead of failing the upgrade
+/// from a read snapshot; on PostgreSQL it is a plain transaction whose row locks do the work.
+pub fn write_tx<T, E>(
+    conn: &mut AnyConnection,
+    f: impl FnOnce(&mut AnyConnection) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<StoreError>,
+{
+    let begun = match conn {
+        AnyConnection::Sqlite(c) => {
+            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")
+        }
+        AnyConnection::Postgres(c) => AnsiTransactionManager::begin_transaction(c),
+    };
+    begun.map_err(|e| E::from(classify(e)))?;
+    match f(conn) {
+        Ok(value) => {
+            <AnyConnection as Connection>::TransactionManager::commit_transaction(conn)
+                .map_err(|e| E::from(classify(e)))?;
+            Ok(value)
+        }
+        Err(err) => {
+            if let Err(rollback) =
+                <AnyConnection as Connection>::TransactionManager::rollback_transaction(conn)
+            {
+                tracing::error!(error = %rollback, "rollback failed");
+            }
+            Err(err)
+        }
+    }
+}
+
+/// Tells a lost database apart from a failed query, so callers can answer 503 rather than 500.
+pub fn classify(err: diesel::result::Error) -> StoreError {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match &err {
+        Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => {
+            StoreError::Unavailable(err.to_string())
+        }
+        Error::DatabaseError(_, info) if is_lock_timeout(info.message()) => {
+            StoreError::Unavailable(err.to_string())
+        }
+        _ => StoreError::Query(err),
+    }
+}
+
+fn is_lock_timeout(message: &str) -> bool {
+    message.contains("database is locked") || message.contains("server closed the connection")
+}
+
+/// Applies pending migrations; returns the versions applied.
+pub fn migrate(conn: &mut AnyConnection) -> Result<Vec<String>, StoreError> {
+    let applied = match conn {
+        AnyConnection::Sqlite(c) => run_migrations(c, SQLITE_MIGRATIONS),
+        AnyConnection::Postgres(c) => {
+            diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
+                .execute(c)?;
+            let applied = run_migrations(c, POSTGRES_MIGRATIONS);
+            diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))
+                .execute(c)?;
+            applied
+        }
+    }?;
+    Ok(applied)
+}
+
+fn run_migrations<C>(
+    conn: &mut C,
+    migrations: EmbeddedMigrations,
+) -> Result<Vec<String>, StoreError>
+where
+    C: MigrationHarness<C::Backend> + Connection,
+{
+    conn.run_pending_migrations(migrations)
+        .map(|versions| versions.iter().map(ToString::to_string).collect())
+        .map_err(|e| StoreError::Migration(e.to_string()))
+}
+
+/// True when every embedded migration has been applied (for `/readyz`).
+pub fn migrations_current(conn: &mut AnyConnection) -> Result<bool, StoreError> {
+    let pending = match conn {
+        AnyConnection::Sqlite(c) => c.has_pending_migration(SQLITE_MIGRATIONS),
+        AnyConnection::Postgres(c) => c.has_pending_migration(POSTGRES_MIGRATIONS),
+    };
+    pending
+        .map(|p| !p)
+        .map_err(|e| StoreError::Migration(e.to_string()))
+}

@@ -1,0 +1,58 @@
+//! One schema over portable column types, shared by both backends.
+
+diesel::table! {
+    clients (client_id) {
+        client_id -> Text,
+        name -> Text,
+        registration_number -> Nullable<Text>,
+        country -> Text,
+        sector -> Nullable<Text>,
+        currency -> Text,
+        status -> Text,
+        is_prospect -> Bool,
+        credit_limit_minor -> BigInt,
+        open_invoices_minor -> BigInt,
+        reserved_minor -> BigInt,
+        overdue_minor -> BigInt,
+        oldest_overdue_due_on -> Nullable<Date>,
+        invoices_paid -> BigInt,
+        paid_late -> BigInt,
+        total_days_late -> BigInt,
+        insurer -> Nullable<Text>,
+        insured_minor -> Nullable<BigInt>,
+        insurance_valid_until -> Nullable<Date>,
+        score_provider -> Nullable<Text>,
+        external_score -> Nullable<BigInt>,
+        external_score_as_of -> Nullable<Date>,
+        alerts_negative -> BigInt,
+        alerts_positive -> BigInt,
+        legal_status -> Text,
+        risk_score -> Nullable<BigInt>,
+        risk_band -> Nullable<Text>,
+        risk_factors -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    audit_records (sequence) {
+        sequence -> BigInt,
+        kind -> Text,
+        subject -> Text,
+        client_id -> Nullable<Text>,
+        actor -> Text,
+        recorded_at -> Timestamp,
+        payload -> Text,
+        prev_hash -> Text,
+        hash -> Text,
+    }
+}
+
+diesel::table! {
+    audit_head (id) {
+        id -> Integer,
+        sequence -> BigInt,
+        hash -> Text,
+    }
+}
