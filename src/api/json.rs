@@ -63,8 +63,11 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
+        // A shape error can be found before a syntax error further on ("[1,2"): a broken
+        // document is reported as such, whatever came first.
+        let well_formed = || serde_json::from_slice::<serde::de::IgnoredAny>(bytes);
         match inner.classify() {
-            serde_json::error::Category::Data => {
+            serde_json::error::Category::Data if well_formed().is_ok() => {
                 let field = if path == "." { "body".into() } else { path };
                 ApiError::Validation(vec![FieldError::new(field, strip_position(&inner))])
             }

@@ -1,0 +1,103 @@
+//! Operations: health, readiness, metrics, request ids and the offline docs.
+
+use crate::on_both_backends;
+use crate::support::{Backend, TestApp};
+
+async fn health_and_readiness(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let health = app.call("GET", "/healthz", None, None).await;
+    assert_eq!(health.status, 200);
+    assert_eq!(health.body["status"], "ok");
+    let ready = app.call("GET", "/readyz", None, None).await;
+    assert_eq!(ready.status, 200, "{}", ready.text);
+    let expected = match backend {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    };
+    assert_eq!(ready.body["database"], expected);
+}
+
+async fn metrics_count_requests_by_route(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    app.get("/v1/clients/ABC", &app.token("clients:read")).await;
+    app.call("GET", "/v1/clients", None, None).await;
+    let metrics = app.call("GET", "/metrics", None, None).await;
+    assert_eq!(metrics.status, 200);
+    let text = metrics.text;
+    assert!(
+        text.contains(r#"encours_http_requests_total{method="GET",route="/v1/clients/{client_id}",status="404"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"route="/v1/clients",status="401"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains("encours_http_request_duration_seconds_bucket"));
+    assert!(text.contains(r#"encours_db_pool_connections{state="idle"}"#));
+}
+
+async fn request_ids_are_echoed_or_made(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let res = app
+        .http
+        .get(format!("{}/healthz", app.base))
+        .insert_header(("X-Request-Id", "erp-42.a"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers().get("x-request-id").unwrap(), "erp-42.a");
+    let res = app
+        .http
+        .get(format!("{}/healthz", app.base))
+        .insert_header(("X-Request-Id", "bad id with spaces"))
+        .send()
+        .await
+        .unwrap();
+    let made = res.headers().get("x-request-id").unwrap().to_str().unwrap();
+    assert!(uuid::Uuid::parse_str(made).is_ok(), "{made}");
+    let err = app.call("GET", "/nowhere", None, None).await;
+    assert!(
+        err.headers.get("x-request-id").is_some(),
+        "errors carry the id too"
+    );
+}
+
+async fn docs_render_offline(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let followed = app.call("GET", "/docs", None, None).await;
+    assert_eq!(followed.status, 200, "/docs redirects to /docs/");
+    let page = app.call("GET", "/docs/", None, None).await;
+    assert_eq!(page.status, 200);
+    assert!(page.text.contains("swagger-ui"), "{}", page.text);
+    assert!(
+        !page.text.contains("https://"),
+        "the page pulls nothing from the network"
+    );
+    let bundle = app
+        .call("GET", "/docs/swagger-ui-bundle.js", None, None)
+        .await;
+    assert_eq!(bundle.status, 200);
+    assert!(
+        bundle.text.len() > 100_000,
+        "the bundle is served from the binary"
+    );
+    let init = app
+        .call("GET", "/docs/swagger-initializer.js", None, None)
+        .await;
+    assert!(init.text.contains("/openapi.json"), "{}", init.text);
+}
+
+on_both_backends!(
+    health_and_readiness,
+    metrics_count_requests_by_route,
+    request_ids_are_echoed_or_made,
+    docs_render_offline,
+);
