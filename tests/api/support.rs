@@ -275,7 +275,7 @@ impl TestApp {
             .run(move |conn| {
                 diesel::sql_query(statement)
                     .execute(conn)
-                    .map_err(|e| store::StoreError::Query(e))
+                    .map_err(store::StoreError::Query)
             })
             .await
             .map_err(|e| e.to_string())
