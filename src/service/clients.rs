@@ -8,7 +8,7 @@ use super::ServiceError;
 use crate::audit::{self, AuditRef, Entry};
 use crate::domain::{Client, ClientId, ClientProfile, ClientStatus, RiskBand};
 use crate::store::clients::{self as table, ClientQuery};
-use crate::store::{Store, write_tx};
+use crate::store::{Store, write_tx_retrying};
 
 /// The result of a `PUT`: the client as stored, whether it was new, and the audit record
 /// of the change (none when the body changed nothing).
@@ -30,9 +30,9 @@ pub async fn upsert(
 ) -> Result<Upserted, ServiceError> {
     store
         .run(move |conn| {
-            write_tx(conn, |conn| {
+            write_tx_retrying(conn, |conn| {
                 let now = Utc::now().trunc_subsecs(6);
-                let before = table::find(conn, &id)?;
+                let before = table::find_locked(conn, &id)?;
                 let (status, created) = match &before {
                     Some(existing) => {
                         if existing.currency != profile.currency {
@@ -70,7 +70,7 @@ pub async fn upsert(
                         kind,
                         subject: format!("client:{id}"),
                         client_id: Some(id.to_string()),
-                        actor,
+                        actor: actor.clone(),
                         payload: json!({ "client_id": id.as_str(), "before": before_json, "after": after }),
                     },
                 )?;

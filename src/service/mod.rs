@@ -16,6 +16,12 @@ pub enum ServiceError {
     Store(#[from] StoreError),
 }
 
+impl crate::store::Conflict for ServiceError {
+    fn is_conflict(&self) -> bool {
+        matches!(self, Self::Store(e) if e.is_conflict())
+    }
+}
+
 impl ServiceError {
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Invalid {

@@ -154,6 +154,26 @@ pub fn find(conn: &mut AnyConnection, id: &ClientId) -> Result<Option<Client>, S
         .transpose()
 }
 
+/// Reads the client and, on PostgreSQL, locks its row until the transaction ends, so that
+/// concurrent changes to one client queue (SQLite's write transaction already holds the
+/// database lock).
+pub fn find_locked(conn: &mut AnyConnection, id: &ClientId) -> Result<Option<Client>, StoreError> {
+    // The select is typed per backend, so it is spelled once per arm.
+    let by_id = || clients::table.find(id.as_str());
+    let row = match conn {
+        AnyConnection::Postgres(pg) => by_id()
+            .select(ClientRow::as_select())
+            .for_update()
+            .first(pg)
+            .optional(),
+        AnyConnection::Sqlite(lite) => by_id()
+            .select(ClientRow::as_select())
+            .first(lite)
+            .optional(),
+    };
+    row.map_err(classify)?.map(Client::try_from).transpose()
+}
+
 /// Inserts a new client with an empty live state.
 pub fn insert(
     conn: &mut AnyConnection,

@@ -33,6 +33,10 @@ pub enum StoreError {
     Unavailable(String),
     #[error("database error: {0}")]
     Query(#[from] diesel::result::Error),
+    /// A concurrent transaction got there first (unique key, serialization failure): the
+    /// whole transaction may be retried and will then see the other's work.
+    #[error("conflicting concurrent write: {0}")]
+    Conflict(String),
     /// Stored data that does not parse back into the domain: never expected.
     #[error("corrupt stored data: {0}")]
     Corrupt(String),
@@ -206,6 +210,35 @@ where
     }
 }
 
+/// Errors that say "another transaction got there first; run yours again".
+pub trait Conflict {
+    fn is_conflict(&self) -> bool;
+}
+
+impl Conflict for StoreError {
+    fn is_conflict(&self) -> bool {
+        matches!(self, Self::Conflict(_))
+    }
+}
+
+/// [`write_tx`], run again (up to three times in all) when it fails on a conflict: two
+/// callers creating the same row at once both succeed, one as a create, one as an update.
+pub fn write_tx_retrying<T, E>(
+    conn: &mut AnyConnection,
+    mut f: impl FnMut(&mut AnyConnection) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<StoreError> + Conflict,
+{
+    let mut attempt = 1;
+    loop {
+        match write_tx(conn, &mut f) {
+            Err(e) if e.is_conflict() && attempt < 3 => attempt += 1,
+            other => return other,
+        }
+    }
+}
+
 /// Tells a lost database apart from a failed query, so callers can answer 503 rather than 500.
 pub fn classify(err: diesel::result::Error) -> StoreError {
     use diesel::result::{DatabaseErrorKind, Error};
@@ -213,6 +246,10 @@ pub fn classify(err: diesel::result::Error) -> StoreError {
         Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => {
             StoreError::Unavailable(err.to_string())
         }
+        Error::DatabaseError(
+            DatabaseErrorKind::UniqueViolation | DatabaseErrorKind::SerializationFailure,
+            _,
+        ) => StoreError::Conflict(err.to_string()),
         Error::DatabaseError(_, info) if is_lock_timeout(info.message()) => {
             StoreError::Unavailable(err.to_string())
         }

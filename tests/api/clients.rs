@@ -214,7 +214,45 @@ async fn concurrent_changes_keep_one_chain(backend: Backend) {
     assert_eq!(verify.body["head"]["sequence"], 16);
 }
 
+async fn racing_creates_of_one_client(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(backend, |s| s.pool_size = 8).await else {
+        return;
+    };
+    let token = app.token(RW);
+    let puts = (0..8).map(|i| {
+        let (app, token) = (&app, &token);
+        async move {
+            let limit = format!("{}.00", 100 + i);
+            app.put_json("/v1/clients/SAME", token, &client_body("EUR", &limit))
+                .await
+                .status
+                .as_u16()
+        }
+    });
+    let mut statuses = futures_util::future::join_all(puts).await;
+    statuses.sort_unstable();
+    assert_eq!(
+        statuses,
+        [200, 200, 200, 200, 200, 200, 200, 201],
+        "one create, the rest updates"
+    );
+    let verify = app.get("/v1/audit/verify", &token).await;
+    assert_eq!(verify.body["ok"], true);
+    assert_eq!(verify.body["records"], 8);
+    // Each update's `before` is the state the previous one left: the changes were serialised.
+    let mut previous_after = serde_json::Value::Null;
+    for seq in 1..=8 {
+        let record = app.get(&format!("/v1/audit/records/{seq}"), &token).await;
+        assert_eq!(
+            record.body["payload"]["before"], previous_after,
+            "record {seq}"
+        );
+        previous_after = record.body["payload"]["after"].clone();
+    }
+}
+
 on_both_backends!(
+    racing_creates_of_one_client,
     create_read_update_with_audit,
     currency_minor_units,
     currency_cannot_change,
