@@ -8,6 +8,7 @@ pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod domain;
+pub mod policy;
 pub mod service;
 pub mod store;
 pub mod telemetry;
@@ -23,6 +24,8 @@ use api::error::ApiError;
 use api::observe::{Metrics, observe};
 use auth::JwtKeys;
 use config::Settings;
+use policy::PolicyEngine;
+use service::policies::{self, PolicyRegistry};
 use store::Store;
 
 /// What every request can reach. Built once per process and shared by the workers.
@@ -31,16 +34,23 @@ pub struct AppState {
     pub store: Store,
     pub keys: JwtKeys,
     pub metrics: Metrics,
+    pub policies: Arc<PolicyRegistry>,
 }
 
 impl AppState {
-    pub fn new(settings: Arc<Settings>, store: Store, keys: JwtKeys) -> Result<Self, String> {
+    pub fn new(
+        settings: Arc<Settings>,
+        store: Store,
+        keys: JwtKeys,
+        policies: Arc<PolicyRegistry>,
+    ) -> Result<Self, String> {
         let metrics = Metrics::new().map_err(|e| format!("metrics: {e}"))?;
         Ok(Self {
             settings,
             store,
             keys,
             metrics,
+            policies,
         })
     }
 }
@@ -86,10 +96,16 @@ pub fn prepare(settings: Settings) -> Result<AppState, String> {
     let store = Store::connect(&settings).map_err(|e| e.to_string())?;
     let mut conn = store.get().map_err(|e| e.to_string())?;
     let applied = store::migrate(&mut conn).map_err(|e| e.to_string())?;
-    drop(conn);
     if !applied.is_empty() {
         tracing::info!(versions = ?applied, "migrations applied");
     }
+    let engine = PolicyEngine::default();
+    let seeded = policies::defaults::seed(&mut conn, &engine).map_err(|e| e.to_string())?;
+    if !seeded.is_empty() {
+        tracing::info!(policies = ?seeded, "default policies loaded as version 1");
+    }
+    drop(conn);
     let keys = JwtKeys::from_settings(&settings).map_err(|e| e.to_string())?;
-    AppState::new(Arc::new(settings), store, keys)
+    let registry = Arc::new(PolicyRegistry::new(engine));
+    AppState::new(Arc::new(settings), store, keys, registry)
 }

@@ -33,6 +33,9 @@ scopes!(
     ClientsRead = "clients:read",
     ClientsWrite = "clients:write",
     AuditRead = "audit:read",
+    PoliciesRead = "policies:read",
+    PoliciesWrite = "policies:write",
+    PoliciesActivate = "policies:activate",
 );
 
 /// The verified claims of a caller holding scope `S`.

@@ -12,8 +12,7 @@ use super::json::{AmountText, Json, Problems, text};
 use crate::AppState;
 use crate::audit::AuditRef;
 use crate::domain::{
-    Client, ClientId, ClientProfile, ClientStatus, Country, Currency, LegalStatus, Money, RiskBand,
-    RiskFactor, Sector, format_minor,
+    ClientId, ClientProfile, ClientStatus, ClientView, Country, Currency, Money, RiskBand, Sector,
 };
 use crate::service::clients as service;
 
@@ -87,153 +86,6 @@ impl ClientInput {
     }
 }
 
-/// Open invoices + active reservations.
-#[derive(Serialize, ToSchema)]
-pub struct Exposure {
-    pub open_invoices: String,
-    pub reserved: String,
-    pub total: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct Overdue {
-    pub amount: String,
-    /// Days past due of the oldest overdue invoice, as of today.
-    pub max_days_past_due: i64,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct PaymentBehaviour {
-    pub invoices_paid: i64,
-    pub paid_late: i64,
-    /// Over the invoices paid late; null when none was.
-    #[schema(value_type = Option<f64>)]
-    pub average_days_late: Option<serde_json::Number>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct InsuranceView {
-    pub insurer: String,
-    pub insured_amount: String,
-    pub valid_until: Option<NaiveDate>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct ExternalScoreView {
-    pub provider: String,
-    /// 0..100, higher is safer.
-    pub score: i64,
-    pub as_of: NaiveDate,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct Alerts {
-    pub negative: i64,
-    pub positive: i64,
-}
-
-/// Risk as last scored; null score and band until the scoring policy has run.
-#[derive(Serialize, ToSchema)]
-pub struct RiskView {
-    pub score: Option<u8>,
-    pub band: Option<RiskBand>,
-    pub factors: Vec<RiskFactor>,
-}
-
-/// A client with its live state; amounts are exact decimal strings in `currency`.
-#[derive(Serialize, ToSchema)]
-pub struct ClientView {
-    pub client_id: String,
-    pub name: String,
-    pub registration_number: Option<String>,
-    pub country: String,
-    pub sector: Option<String>,
-    pub currency: String,
-    pub status: ClientStatus,
-    pub is_prospect: bool,
-    #[schema(example = "12500.00")]
-    pub credit_limit: String,
-    pub exposure: Exposure,
-    /// Limit minus exposure; negative when over the limit.
-    pub available_credit: String,
-    pub overdue: Overdue,
-    pub payment_behaviour: PaymentBehaviour,
-    pub insurance: Option<InsuranceView>,
-    pub external_score: Option<ExternalScoreView>,
-    pub alerts: Alerts,
-    pub legal_status: LegalStatus,
-    pub risk: RiskView,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-impl ClientView {
-    pub fn new(c: Client, today: NaiveDate) -> Self {
-        let currency = c.currency;
-        let days_past_due = c.max_days_past_due(today);
-        let average = c
-            .average_days_late()
-            .and_then(|d| d.to_string().parse::<serde_json::Number>().ok());
-        let (exposure, available) = (c.exposure_minor(), c.available_minor());
-        let s = c.state;
-        Self {
-            client_id: c.client_id.to_string(),
-            name: c.name,
-            registration_number: c.registration_number,
-            country: c.country,
-            sector: c.sector,
-            currency: currency.code().to_owned(),
-            status: c.status,
-            is_prospect: c.is_prospect,
-            credit_limit: c.credit_limit.to_string(),
-            exposure: Exposure {
-                open_invoices: s.open_invoices.to_string(),
-                reserved: s.reserved.to_string(),
-                total: format_minor(exposure, currency),
-            },
-            available_credit: format_minor(available, currency),
-            overdue: Overdue {
-                amount: s.overdue.to_string(),
-                max_days_past_due: days_past_due,
-            },
-            payment_behaviour: PaymentBehaviour {
-                invoices_paid: s.invoices_paid,
-                paid_late: s.paid_late,
-                average_days_late: average,
-            },
-            insurance: s.insurance.map(|i| InsuranceView {
-                insurer: i.insurer,
-                insured_amount: i.insured_amount.to_string(),
-                valid_until: i.valid_until,
-            }),
-            external_score: s.external_score.map(|e| ExternalScoreView {
-                provider: e.provider,
-                score: e.score,
-                as_of: e.as_of,
-            }),
-            alerts: Alerts {
-                negative: s.alerts_negative,
-                positive: s.alerts_positive,
-            },
-            legal_status: s.legal_status,
-            risk: match s.risk {
-                Some(r) => RiskView {
-                    score: Some(r.score),
-                    band: Some(r.band),
-                    factors: r.factors,
-                },
-                None => RiskView {
-                    score: None,
-                    band: None,
-                    factors: Vec::new(),
-                },
-            },
-            created_at: c.created_at,
-            updated_at: c.updated_at,
-        }
-    }
-}
-
 /// The answer to a `PUT`: the client, and the audit record of the change (null when the body
 /// changed nothing, so no record was needed).
 #[derive(Serialize, ToSchema)]
@@ -296,7 +148,7 @@ pub async fn put_client(
     let profile = body.0.validate()?;
     let done = service::upsert(&state.store, id, profile, auth.actor()).await?;
     let answer = ClientWritten {
-        client: ClientView::new(done.client, today()),
+        client: ClientView::new(&done.client, today()),
         audit: done.audit,
     };
     Ok(if done.created {
@@ -320,7 +172,7 @@ pub async fn get_client(
 ) -> Result<web::Json<ClientView>, ApiError> {
     let id = client_id(&path)?;
     let client = service::get(&state.store, id).await?;
-    Ok(web::Json(ClientView::new(client, today())))
+    Ok(web::Json(ClientView::new(&client, today())))
 }
 
 /// Clients, newest first, filtered by risk band and status.
@@ -367,7 +219,7 @@ pub async fn list_clients(
     Ok(web::Json(ClientPage {
         items: items
             .into_iter()
-            .map(|c| ClientView::new(c, today))
+            .map(|c| ClientView::new(&c, today))
             .collect(),
         next_cursor,
     }))

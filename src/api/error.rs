@@ -7,7 +7,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::service::ServiceError;
+use crate::service::{CaseFailure, ServiceError};
 use crate::store::StoreError;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -31,6 +31,14 @@ pub struct Problem {
     pub code: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// Where a policy source fails to compile (`policy_compile_error`), 1-based.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<u32>,
+    /// The failing test cases (`policy_test_failed`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cases: Vec<CaseFailure>,
 }
 
 /// One invalid field of a request.
@@ -66,6 +74,23 @@ pub enum ApiError {
     Validation(Vec<FieldError>),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    #[error("{0}")]
+    UnknownClient(String),
+    #[error("{0}")]
+    CurrencyMismatch(String),
+    #[error("{message}")]
+    PolicyCompile {
+        message: String,
+        line: Option<u32>,
+        column: Option<u32>,
+    },
+    #[error("{} test case(s) of the version fail", .0.len())]
+    PolicyTestFailed(Vec<CaseFailure>),
+    #[error("{0}")]
+    FourEyesRequired(String),
+    /// 409: the resource's state forbids the change (`code` says which rule).
+    #[error("{detail}")]
+    Conflict { code: &'static str, detail: String },
     #[error("the request body is larger than the limit of {0} bytes")]
     PayloadTooLarge(usize),
     #[error("{0}")]
@@ -86,6 +111,12 @@ impl ApiError {
             Self::NotFound(_) => "not_found",
             Self::BadRequest(_) | Self::Validation(_) => "validation_failed",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::UnknownClient(_) => "unknown_client",
+            Self::CurrencyMismatch(_) => "currency_mismatch",
+            Self::PolicyCompile { .. } => "policy_compile_error",
+            Self::PolicyTestFailed(_) => "policy_test_failed",
+            Self::FourEyesRequired(_) => "four_eyes_required",
+            Self::Conflict { code, .. } => code,
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::Unavailable(_) => "service_unavailable",
             Self::Internal(_) => "internal",
@@ -114,6 +145,12 @@ impl ResponseError for ApiError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::UnknownClient(_) => StatusCode::NOT_FOUND,
+            Self::CurrencyMismatch(_) | Self::PolicyCompile { .. } | Self::PolicyTestFailed(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            Self::FourEyesRequired(_) => StatusCode::FORBIDDEN,
+            Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -126,11 +163,17 @@ impl ResponseError for ApiError {
             Self::Unavailable(why) => tracing::warn!(error = %why, "database unavailable"),
             _ => {}
         }
-        let errors = match self {
-            Self::Validation(errors) => errors.clone(),
-            _ => Vec::new(),
-        };
-        let mut response = problem_response(self.status_code(), self.code(), self.detail(), errors);
+        let mut problem = Problem::new(self.status_code(), self.code(), self.detail());
+        match self {
+            Self::Validation(errors) => problem.errors = errors.clone(),
+            Self::PolicyCompile { line, column, .. } => {
+                problem.line = *line;
+                problem.column = *column;
+            }
+            Self::PolicyTestFailed(cases) => problem.cases = cases.clone(),
+            _ => {}
+        }
+        let mut response = problem.into_response();
         let headers = response.headers_mut();
         match self {
             Self::Unauthorized(_) => {
@@ -145,25 +188,29 @@ impl ResponseError for ApiError {
     }
 }
 
-/// Builds the problem+json response; also used to rewrite actix's own plain error pages.
-pub fn problem_response(
-    status: StatusCode,
-    code: &str,
-    detail: String,
-    errors: Vec<FieldError>,
-) -> HttpResponse {
-    let problem = Problem {
-        type_: format!("urn:encours:problem:{code}"),
-        title: status.canonical_reason().unwrap_or("Error").to_owned(),
-        status: status.as_u16(),
-        detail,
-        code: code.to_owned(),
-        errors,
-    };
-    let body = serde_json::to_string(&problem).unwrap_or_else(|_| String::from("{}"));
-    HttpResponse::build(status)
-        .content_type(PROBLEM_JSON)
-        .body(body)
+impl Problem {
+    pub fn new(status: StatusCode, code: &str, detail: String) -> Self {
+        Self {
+            type_: format!("urn:encours:problem:{code}"),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            detail,
+            code: code.to_owned(),
+            errors: Vec::new(),
+            line: None,
+            column: None,
+            cases: Vec::new(),
+        }
+    }
+
+    /// The problem+json response; also used to rewrite actix's own plain error pages.
+    pub fn into_response(self) -> HttpResponse {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_string(&self).unwrap_or_else(|_| String::from("{}"));
+        HttpResponse::build(status)
+            .content_type(PROBLEM_JSON)
+            .body(body)
+    }
 }
 
 /// The code and detail for a status produced outside our handlers (routing, actix limits).
@@ -208,6 +255,24 @@ impl From<ServiceError> for ApiError {
         match err {
             ServiceError::NotFound { what } => Self::NotFound(format!("{what} does not exist")),
             ServiceError::Invalid { field, message } => Self::field(field, message),
+            ServiceError::UnknownClient(id) => Self::UnknownClient(format!(
+                "client `{id}` is unknown; send a `prospect` block to decide on a new buyer"
+            )),
+            ServiceError::CurrencyMismatch { expected, got } => Self::CurrencyMismatch(format!(
+                "the request is in {got} but the client's account currency is {expected}; no conversion is made"
+            )),
+            ServiceError::PolicyCompile(e) => Self::PolicyCompile {
+                message: format!("the policy does not compile: {e}"),
+                line: e.line,
+                column: e.column,
+            },
+            ServiceError::PolicyTestFailed(cases) => Self::PolicyTestFailed(cases),
+            ServiceError::FourEyesRequired(why) => Self::FourEyesRequired(why),
+            ServiceError::Conflict(detail) => Self::Conflict {
+                code: "conflict",
+                detail,
+            },
+            ServiceError::Internal(why) => Self::Internal(why),
             ServiceError::Store(e) => e.into(),
         }
     }

@@ -6,6 +6,7 @@ use utoipa::ToSchema;
 
 use super::error::ApiError;
 use crate::AppState;
+use crate::service::ServiceError;
 use crate::store;
 
 #[derive(Serialize, ToSchema)]
@@ -33,13 +34,27 @@ pub async fn healthz() -> web::Json<Health> {
     })
 }
 
-/// Readiness: the database answers and every migration is applied.
+/// Readiness: the database answers, every migration is applied and both pipelines have their
+/// active policies.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, description = "Ready to serve", body = Readiness)))]
 pub async fn readyz(state: web::Data<AppState>) -> Result<web::Json<Readiness>, ApiError> {
-    let current = state.store.run(store::migrations_current).await?;
-    if !current {
-        return Err(ApiError::Unavailable("migrations are pending".into()));
+    let registry = state.policies.clone();
+    let problem = state
+        .store
+        .run(move |conn| -> Result<Option<&'static str>, ServiceError> {
+            if !store::migrations_current(conn)? {
+                return Ok(Some("migrations are pending"));
+            }
+            let active = registry.active(conn)?;
+            if active.credit_request.is_empty() || active.client_event.is_empty() {
+                return Ok(Some("no active policies"));
+            }
+            Ok(None)
+        })
+        .await?;
+    if let Some(why) = problem {
+        return Err(ApiError::Unavailable(why.into()));
     }
     Ok(web::Json(Readiness {
         status: "ready",

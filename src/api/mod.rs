@@ -9,6 +9,8 @@ pub mod health;
 pub mod json;
 pub mod observe;
 pub mod openapi;
+pub mod policies;
+pub mod requests;
 
 use actix_web::{HttpResponse, web};
 use utoipa_swagger_ui::SwaggerUi;
@@ -31,6 +33,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::resource("/v1/audit/records/{sequence}").route(web::get().to(audit::get_record)),
         )
         .service(web::resource("/v1/audit/verify").route(web::get().to(audit::verify)))
+        .service(web::resource("/v1/policies").route(web::get().to(policies::list_policies)))
+        .service(web::resource("/v1/policies/evaluate").route(web::post().to(policies::evaluate)))
+        .service(web::resource("/v1/policies/{name}").route(web::get().to(policies::get_policy)))
+        .service(
+            web::resource("/v1/policies/{name}/versions")
+                .route(web::post().to(policies::submit_version)),
+        )
+        .service(
+            web::resource("/v1/policies/{name}/versions/{version}/activate")
+                .route(web::post().to(policies::activate_version)),
+        )
         .service(web::resource("/docs").route(web::get().to(docs_redirect)))
         .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi::document()));
 }

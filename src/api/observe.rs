@@ -11,7 +11,7 @@ use actix_web::{HttpMessage, web};
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 use tracing::Instrument;
 
-use super::error::{PROBLEM_JSON, fallback_problem, problem_response};
+use super::error::{PROBLEM_JSON, Problem, fallback_problem};
 use crate::AppState;
 use crate::store::Store;
 
@@ -53,12 +53,7 @@ pub async fn observe(
     if (status.is_client_error() || status.is_server_error()) && !is_problem(&res) {
         let (code, detail) = fallback_problem(status);
         let allow = res.headers().get(header::ALLOW).cloned();
-        res = res.into_response(problem_response(
-            status,
-            code,
-            detail.to_owned(),
-            Vec::new(),
-        ));
+        res = res.into_response(Problem::new(status, code, detail.to_owned()).into_response());
         if let Some(allow) = allow {
             res.headers_mut().insert(header::ALLOW, allow);
         }

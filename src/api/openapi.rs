@@ -8,7 +8,7 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use super::error::{PROBLEM_JSON, Problem};
-use super::{audit, clients, health};
+use super::{audit, clients, health, policies};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -22,11 +22,14 @@ use super::{audit, clients, health};
         health::healthz, health::readyz, health::metrics,
         clients::put_client, clients::get_client, clients::list_clients,
         audit::get_record, audit::verify,
+        policies::list_policies, policies::get_policy, policies::submit_version,
+        policies::activate_version, policies::evaluate,
     ),
     components(schemas(Problem)),
     modifiers(&Contract),
     tags(
         (name = "clients", description = "Clients, their limits and live state"),
+        (name = "policies", description = "Rhai credit policies: versions, tests, activation, evaluation"),
         (name = "audit", description = "The tamper-evident log of every act"),
         (name = "operations", description = "Health, readiness and metrics (no token)"),
     )

@@ -2,6 +2,10 @@
 
 pub mod client;
 pub mod money;
+pub mod request;
+pub mod view;
 
 pub use client::*;
 pub use money::{Currency, Money, format_minor};
+pub use request::{Channel, CreditRequest, MAX_REQUESTED_TERMS_DAYS, Prospect};
+pub use view::ClientView;

@@ -2,6 +2,8 @@
 
 pub mod audit;
 pub mod clients;
+pub mod evaluate;
+pub mod policies;
 
 use crate::store::StoreError;
 
@@ -12,8 +14,33 @@ pub enum ServiceError {
     NotFound { what: String },
     #[error("{field}: {message}")]
     Invalid { field: String, message: String },
+    /// A credit request for a client we do not know, without a `prospect` to create it.
+    #[error("client `{0}` is unknown and the request has no `prospect`")]
+    UnknownClient(String),
+    #[error("the request is in {got} but the client's account currency is {expected}")]
+    CurrencyMismatch { expected: String, got: String },
+    #[error("the policy does not compile: {0}")]
+    PolicyCompile(crate::policy::CompileError),
+    /// The version's own test cases fail; each entry says which and how.
+    #[error("{} test case(s) fail", .0.len())]
+    PolicyTestFailed(Vec<CaseFailure>),
+    #[error("{0}")]
+    FourEyesRequired(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Internal(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// One failing test case of a policy version.
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct CaseFailure {
+    pub policy: String,
+    pub case: String,
+    /// What differed, in words.
+    pub failures: Vec<String>,
 }
 
 impl crate::store::Conflict for ServiceError {

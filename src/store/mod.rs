@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod clients;
+pub mod policies;
 mod schema;
 
 use std::time::Duration;

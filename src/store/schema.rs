@@ -56,3 +56,46 @@ diesel::table! {
         hash -> Text,
     }
 }
+
+diesel::table! {
+    policies (name) {
+        name -> Text,
+        trigger_name -> Text,
+        position -> Integer,
+        active_version -> Nullable<Integer>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    policy_versions (policy, version) {
+        policy -> Text,
+        version -> Integer,
+        source -> Text,
+        sha256 -> Text,
+        description -> Text,
+        author -> Text,
+        tests -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    policy_activations (policy, audit_sequence) {
+        policy -> Text,
+        version -> Integer,
+        activated_by -> Text,
+        activated_at -> Timestamp,
+        audit_sequence -> BigInt,
+    }
+}
+
+diesel::table! {
+    policy_generation (id) {
+        id -> Integer,
+        generation -> BigInt,
+    }
+}
+
+diesel::joinable!(policy_versions -> policies (policy));
+diesel::allow_tables_to_appear_in_same_query!(policies, policy_versions, policy_activations);

@@ -9,6 +9,7 @@ async fn records_are_append_only(backend: Backend) {
         return;
     };
     let token = app.token("clients:write audit:read");
+    let (base, _) = app.audit_head().await;
     app.put_json("/v1/clients/C-1", &token, &client_body("EUR", "10"))
         .await;
     let update = app
@@ -18,7 +19,9 @@ async fn records_are_append_only(backend: Backend) {
     let delete = app.sql("DELETE FROM audit_records").await;
     assert!(delete.is_err(), "DELETE must be refused");
     assert_eq!(
-        app.get("/v1/audit/records/1", &token).await.body["actor"],
+        app.get(&format!("/v1/audit/records/{}", base + 1), &token)
+            .await
+            .body["actor"],
         "tester"
     );
 }
@@ -28,6 +31,7 @@ async fn verify_locates_tampering(backend: Backend) {
         return;
     };
     let token = app.token("clients:write audit:read");
+    let (base, _) = app.audit_head().await;
     for i in 0..5 {
         let limit = format!("{}.00", 100 + i);
         app.put_json("/v1/clients/C-1", &token, &client_body("EUR", &limit))
@@ -44,13 +48,16 @@ async fn verify_locates_tampering(backend: Backend) {
         Backend::Postgres => "ALTER TABLE audit_records DISABLE TRIGGER audit_records_append_only",
     };
     app.sql(disable).await.unwrap();
-    app.sql("UPDATE audit_records SET payload = replace(payload, '102.00', '999.00') WHERE sequence = 3")
-        .await
-        .unwrap();
+    let third = base + 3;
+    app.sql(&format!(
+        "UPDATE audit_records SET payload = replace(payload, '102.00', '999.00') WHERE sequence = {third}"
+    ))
+    .await
+    .unwrap();
     let report = app.get("/v1/audit/verify", &token).await;
     assert_eq!(report.body["ok"], false, "{}", report.text);
-    assert_eq!(report.body["first_broken"], 3);
-    assert_eq!(report.body["records"], 5);
+    assert_eq!(report.body["first_broken"], third);
+    assert_eq!(report.body["records"], base + 5);
 }
 
 on_both_backends!(records_are_append_only, verify_locates_tampering);

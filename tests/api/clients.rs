@@ -13,6 +13,7 @@ async fn create_read_update_with_audit(backend: Backend) {
         return;
     };
     let token = app.token_for("erp-sync", RW);
+    let (base, head) = app.audit_head().await;
 
     let created = app
         .put_json("/v1/clients/C-001", &token, &client_body("EUR", "0.10"))
@@ -25,7 +26,7 @@ async fn create_read_update_with_audit(backend: Backend) {
     assert_eq!(created.body["is_prospect"], false);
     assert!(created.body["risk"]["score"].is_null());
     let first = created.body["audit"].clone();
-    assert_eq!(first["sequence"], 1);
+    assert_eq!(first["sequence"], base + 1);
 
     let read = app.get("/v1/clients/C-001", &token).await;
     assert_eq!(read.status, 200);
@@ -33,12 +34,14 @@ async fn create_read_update_with_audit(backend: Backend) {
     assert_eq!(read.body["sector"], "C10.71");
     assert!(read.body.get("audit").is_none());
 
-    let record = app.get("/v1/audit/records/1", &token).await;
+    let record = app
+        .get(&format!("/v1/audit/records/{}", base + 1), &token)
+        .await;
     assert_eq!(record.status, 200, "{}", record.text);
     assert_eq!(record.body["kind"], "client.created");
     assert_eq!(record.body["actor"], "erp-sync");
     assert_eq!(record.body["subject"], "client:C-001");
-    assert_eq!(record.body["prev_hash"], "0".repeat(64));
+    assert_eq!(record.body["prev_hash"], head);
     assert_eq!(record.body["hash"], first["hash"]);
     assert_eq!(record.body["payload"]["after"]["credit_limit"], "0.10");
     assert!(record.body["payload"]["before"].is_null());
@@ -49,8 +52,10 @@ async fn create_read_update_with_audit(backend: Backend) {
     let updated = app.put_json("/v1/clients/C-001", &token, &body).await;
     assert_eq!(updated.status, 200, "{}", updated.text);
     assert_eq!(updated.body["credit_limit"], "12500.10");
-    assert_eq!(updated.body["audit"]["sequence"], 2);
-    let record = app.get("/v1/audit/records/2", &token).await;
+    assert_eq!(updated.body["audit"]["sequence"], base + 2);
+    let record = app
+        .get(&format!("/v1/audit/records/{}", base + 2), &token)
+        .await;
     assert_eq!(record.body["kind"], "client.updated");
     assert_eq!(record.body["prev_hash"], first["hash"]);
     assert_eq!(record.body["payload"]["before"]["credit_limit"], "0.10");
@@ -62,8 +67,8 @@ async fn create_read_update_with_audit(backend: Backend) {
     assert!(again.body["audit"].is_null());
     let verify = app.get("/v1/audit/verify", &token).await;
     assert_eq!(verify.body["ok"], true);
-    assert_eq!(verify.body["records"], 2);
-    assert_eq!(verify.body["head"]["sequence"], 2);
+    assert_eq!(verify.body["records"], base + 2);
+    assert_eq!(verify.body["head"]["sequence"], base + 2);
 
     // Blocking keeps the status until it is sent again.
     let mut blocked = body.clone();
@@ -193,6 +198,7 @@ async fn concurrent_changes_keep_one_chain(backend: Backend) {
         return;
     };
     let token = app.token(RW);
+    let (base, _) = app.audit_head().await;
     let puts = (0..16).map(|i| {
         let app = &app;
         let token = &token;
@@ -210,8 +216,8 @@ async fn concurrent_changes_keep_one_chain(backend: Backend) {
     assert!(statuses.iter().all(|s| s.as_u16() == 201), "{statuses:?}");
     let verify = app.get("/v1/audit/verify", &token).await;
     assert_eq!(verify.body["ok"], true, "{}", verify.text);
-    assert_eq!(verify.body["records"], 16);
-    assert_eq!(verify.body["head"]["sequence"], 16);
+    assert_eq!(verify.body["records"], base + 16);
+    assert_eq!(verify.body["head"]["sequence"], base + 16);
 }
 
 async fn racing_creates_of_one_client(backend: Backend) {
@@ -219,6 +225,7 @@ async fn racing_creates_of_one_client(backend: Backend) {
         return;
     };
     let token = app.token(RW);
+    let (base, _) = app.audit_head().await;
     let puts = (0..8).map(|i| {
         let (app, token) = (&app, &token);
         async move {
@@ -238,10 +245,10 @@ async fn racing_creates_of_one_client(backend: Backend) {
     );
     let verify = app.get("/v1/audit/verify", &token).await;
     assert_eq!(verify.body["ok"], true);
-    assert_eq!(verify.body["records"], 8);
+    assert_eq!(verify.body["records"], base + 8);
     // Each update's `before` is the state the previous one left: the changes were serialised.
     let mut previous_after = serde_json::Value::Null;
-    for seq in 1..=8 {
+    for seq in base + 1..=base + 8 {
         let record = app.get(&format!("/v1/audit/records/{seq}"), &token).await;
         assert_eq!(
             record.body["payload"]["before"], previous_after,

@@ -10,6 +10,7 @@ mod clients;
 mod contract;
 mod errors;
 mod ops;
+mod policies;
 
 /// Declares each listed `async fn name(backend: Backend)` as one test per backend.
 #[macro_export]

@@ -268,6 +268,22 @@ impl TestApp {
         .await
     }
 
+    /// The audit chain's head (sequence, hash) — tests count from it, since the shipped
+    /// policies are recorded when the database is created.
+    pub async fn audit_head(&self) -> (i64, String) {
+        let verify = self
+            .get("/v1/audit/verify", &self.token("audit:read"))
+            .await;
+        assert_eq!(verify.body["ok"], true, "{}", verify.text);
+        (
+            verify.body["records"].as_i64().expect("records"),
+            verify.body["head"]["hash"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        )
+    }
+
     /// Runs SQL straight against the test database (to tamper, or to look behind the API).
     pub async fn sql(&self, statement: &str) -> Result<usize, String> {
         let statement = statement.to_owned();

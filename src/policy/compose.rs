@@ -1,0 +1,287 @@
+//! Outcome composition: the engine, not the script, decides how effects add up.
+
+use rhai::{Array, Dynamic, Map};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use super::Trigger;
+use super::effects::{Action, Band, Effect, Factor, POLICY_ERROR, Reason};
+use super::engine::StageError;
+use super::input::Baseline;
+use super::money::{fit_minor, round_half_up};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Approved,
+    Conditional,
+    Review,
+    Declined,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Approved => "approved",
+            Outcome::Conditional => "conditional",
+            Outcome::Review => "review",
+            Outcome::Declined => "declined",
+        }
+    }
+}
+
+/// A change of the client's status asked by a `client_event` policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientStatus {
+    Active,
+    Blocked,
+}
+
+/// What one stage did, for the trace kept with the decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageTrace {
+    pub policy: String,
+    pub version: u32,
+    pub sha256: String,
+    /// On error: what the stage recorded before failing, none of it applied.
+    pub effects: Vec<Effect>,
+    /// `print`/`debug` output of the script.
+    pub logs: Vec<String>,
+    pub duration_us: u64,
+    pub error: Option<StageError>,
+}
+
+/// The composed result of a pipeline run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PipelineResult {
+    pub trigger: Trigger,
+    pub outcome: Outcome,
+    pub requested_amount: Option<Decimal>,
+    /// `0` (at the currency's scale) when declined.
+    pub approved_amount: Option<Decimal>,
+    pub deposit_percent: Decimal,
+    /// `approved_amount * deposit_percent / 100`, half-up to the minor unit.
+    pub deposit_amount: Option<Decimal>,
+    pub terms_days: Option<u32>,
+    /// The limit that applied to this decision.
+    pub limit: Option<Decimal>,
+    /// A new standing limit for the client (`set_credit_limit`).
+    pub new_credit_limit: Option<Decimal>,
+    pub client_status: Option<ClientStatus>,
+    pub score: Option<u8>,
+    pub band: Option<Band>,
+    pub factors: Vec<Factor>,
+    pub reasons: Vec<Reason>,
+    pub trace: Vec<StageTrace>,
+}
+
+impl PipelineResult {
+    /// The stage that failed, if the decision fell back to `review`.
+    pub fn failed_stage(&self) -> Option<&StageTrace> {
+        self.trace.iter().find(|t| t.error.is_some())
+    }
+}
+
+/// The running state of a decision while its stages run.
+#[derive(Debug, Clone)]
+pub(crate) struct Composition {
+    trigger: Trigger,
+    minor_digits: u32,
+    requested_amount: Option<Decimal>,
+    approved_amount: Option<Decimal>,
+    requested_terms_days: Option<u32>,
+    terms_days: Option<u32>,
+    deposit_percent: Decimal,
+    limit: Option<Decimal>,
+    credit_limit: Option<Decimal>,
+    new_credit_limit: Option<Decimal>,
+    client_status: Option<ClientStatus>,
+    score: Option<(u8, Band, Vec<Factor>)>,
+    declined: bool,
+    referred: bool,
+    failed: bool,
+    reasons: Vec<Reason>,
+}
+
+impl Composition {
+    pub(crate) fn new(trigger: Trigger, baseline: &Baseline) -> Self {
+        let digits = baseline.minor_digits;
+        let scaled = |v: Option<Decimal>| v.map(|d| fit_minor(d, digits).unwrap_or(d));
+        let requested = scaled(baseline.requested_amount);
+        let limit = scaled(baseline.credit_limit);
+        Self {
+            trigger,
+            minor_digits: digits,
+            requested_amount: requested,
+            approved_amount: requested,
+            requested_terms_days: baseline.requested_terms_days,
+            terms_days: baseline.requested_terms_days,
+            deposit_percent: Decimal::ZERO,
+            limit,
+            credit_limit: limit,
+            new_credit_limit: None,
+            client_status: None,
+            score: None,
+            declined: false,
+            referred: false,
+            failed: false,
+            reasons: Vec::new(),
+        }
+    }
+
+    pub(crate) fn apply(&mut self, effect: &Effect) {
+        match &effect.action {
+            Action::SetScore {
+                score,
+                band,
+                factors,
+            } => self.score = Some((*score, *band, factors.clone())),
+            Action::SetLimit { amount } => self.limit = Some(*amount),
+            Action::CapAmount { amount } => {
+                self.approved_amount =
+                    Some(self.approved_amount.map_or(*amount, |a| a.min(*amount)));
+            }
+            Action::RequireDeposit { percent } => {
+                self.deposit_percent = self.deposit_percent.max(*percent);
+            }
+            Action::LimitTerms { days } => {
+                self.terms_days = Some(self.terms_days.map_or(*days, |t| t.min(*days)));
+            }
+            Action::Refer => self.referred = true,
+            Action::Decline => self.declined = true,
+            Action::Note => {}
+            Action::SetCreditLimit { amount } => {
+                self.new_credit_limit = Some(*amount);
+                self.credit_limit = Some(*amount);
+            }
+            Action::BlockClient => self.client_status = Some(ClientStatus::Blocked),
+            Action::UnblockClient => self.client_status = Some(ClientStatus::Active),
+        }
+        self.reasons.push(effect.reason());
+    }
+
+    /// Fail safe: the decision goes to a human, with the failing policy named.
+    pub(crate) fn fail(&mut self, policy: &str, version: u32, what: &str) {
+        self.failed = true;
+        let message = if policy.is_empty() {
+            format!("{what}; the decision needs manual review")
+        } else {
+            format!("policy {policy} v{version} failed ({what}); the decision needs manual review")
+        };
+        self.reasons.push(Reason {
+            code: POLICY_ERROR.to_owned(),
+            message,
+            policy: policy.to_owned(),
+            policy_version: version,
+        });
+    }
+
+    /// declined > review > conditional > approved; any failure is review.
+    pub(crate) fn outcome(&self) -> Outcome {
+        let reduced =
+            matches!((self.approved_amount, self.requested_amount), (Some(a), Some(r)) if a < r);
+        let shortened =
+            matches!((self.terms_days, self.requested_terms_days), (Some(t), Some(r)) if t < r);
+        if self.failed {
+            Outcome::Review
+        } else if self.declined {
+            Outcome::Declined
+        } else if self.referred {
+            Outcome::Review
+        } else if self.deposit_percent > Decimal::ZERO || reduced || shortened {
+            Outcome::Conditional
+        } else {
+            Outcome::Approved
+        }
+    }
+
+    /// `decision` as scripts see it; every key is always present (`()` when unknown)
+    /// because reading a missing property is an error.
+    pub(crate) fn decision_map(&self) -> Dynamic {
+        let money = |v: Option<Decimal>| v.map_or(Dynamic::UNIT, Dynamic::from_decimal);
+        let days = |v: Option<u32>| v.map_or(Dynamic::UNIT, |d| Dynamic::from_int(d.into()));
+        let mut map = Map::new();
+        let mut put = |key: &str, value: Dynamic| {
+            map.insert(key.into(), value);
+        };
+        put("outcome", self.outcome().as_str().into());
+        put("requested_amount", money(self.requested_amount));
+        put("approved_amount", money(self.approved_amount));
+        put("requested_terms_days", days(self.requested_terms_days));
+        put("terms_days", days(self.terms_days));
+        put(
+            "deposit_percent",
+            Dynamic::from_decimal(self.deposit_percent),
+        );
+        put("limit", money(self.limit));
+        put("credit_limit", money(self.credit_limit));
+        put(
+            "client_status",
+            match self.client_status {
+                Some(ClientStatus::Active) => "active".into(),
+                Some(ClientStatus::Blocked) => "blocked".into(),
+                None => Dynamic::UNIT,
+            },
+        );
+        let (score, band, factors) = match &self.score {
+            Some((score, band, factors)) => (
+                Dynamic::from_int((*score).into()),
+                Dynamic::from(band.as_str()),
+                factors
+                    .iter()
+                    .map(|f| {
+                        let mut m = Map::new();
+                        m.insert("code".into(), f.code.clone().into());
+                        m.insert("points".into(), Dynamic::from_int(f.points));
+                        Dynamic::from_map(m)
+                    })
+                    .collect::<Array>(),
+            ),
+            None => (Dynamic::UNIT, Dynamic::UNIT, Array::new()),
+        };
+        put("score", score);
+        put("band", band);
+        put("factors", Dynamic::from_array(factors));
+        put("declined", self.declined.into());
+        put("referred", self.referred.into());
+        put("minor_digits", Dynamic::from_int(self.minor_digits.into()));
+        Dynamic::from_map(map)
+    }
+
+    pub(crate) fn finish(self, trace: Vec<StageTrace>) -> PipelineResult {
+        let outcome = self.outcome();
+        let digits = self.minor_digits;
+        let (approved_amount, deposit_percent) = if outcome == Outcome::Declined {
+            (Some(Decimal::new(0, digits)), Decimal::ZERO)
+        } else {
+            (self.approved_amount, self.deposit_percent)
+        };
+        let deposit_amount = approved_amount
+            .filter(|_| deposit_percent > Decimal::ZERO)
+            .and_then(|a| a.checked_mul(deposit_percent))
+            .and_then(|x| x.checked_div(Decimal::ONE_HUNDRED))
+            .map(|x| round_half_up(x, digits));
+        let (score, band, factors) = match self.score {
+            Some((s, b, f)) => (Some(s), Some(b), f),
+            None => (None, None, Vec::new()),
+        };
+        PipelineResult {
+            trigger: self.trigger,
+            outcome,
+            requested_amount: self.requested_amount,
+            approved_amount,
+            deposit_percent,
+            deposit_amount,
+            terms_days: self.terms_days,
+            limit: self.limit,
+            new_credit_limit: self.new_credit_limit,
+            client_status: self.client_status,
+            score,
+            band,
+            factors,
+            reasons: self.reasons,
+            trace,
+        }
+    }
+}

@@ -1,0 +1,355 @@
+//! The sandboxed rhai engine: its construction and limits, one engine per
+//! worker thread, and the per-evaluation frame that effect functions write to.
+
+use std::cell::{Cell, RefCell};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use rhai::packages::{
+    ArithmeticPackage, BasicArrayPackage, BasicFnPackage, BasicIteratorPackage, BasicMapPackage,
+    BasicMathPackage, BasicStringPackage, LogicPackage, MoreStringPackage, Package,
+};
+use rhai::{AST, Dynamic, Engine, EvalAltResult, Position, Scope};
+use serde::{Deserialize, Serialize};
+
+use super::Trigger;
+use super::effects::{self, Recorded};
+use super::money;
+
+/// Sandbox limits. One engine is built per distinct value of this struct and
+/// per thread, so it is meant to come from configuration and stay fixed.
+/// As in rhai, 0 lifts a limit (except `max_call_levels`, where 0 forbids calls).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Limits {
+    /// Operations per stage evaluation (rhai counts statements, expressions, calls).
+    pub max_operations: u64,
+    /// Nested script function calls.
+    pub max_call_levels: usize,
+    /// Expression nesting at top level; bounds parser recursion too.
+    pub max_expr_depth: usize,
+    /// Expression nesting inside script functions.
+    pub max_function_expr_depth: usize,
+    /// Bytes in any one string.
+    pub max_string_size: usize,
+    /// Elements in any one array.
+    pub max_array_size: usize,
+    /// Entries in any one object map.
+    pub max_map_size: usize,
+    /// Effects one stage may record; bounds the memory a loop of `note()` can take.
+    pub max_effects: usize,
+    /// Wall-clock cap per stage evaluation, in milliseconds.
+    pub timeout_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_operations: 200_000,
+            max_call_levels: 32,
+            max_expr_depth: 64,
+            max_function_expr_depth: 32,
+            max_string_size: 16 * 1024,
+            max_array_size: 10_000,
+            max_map_size: 10_000,
+            max_effects: 256,
+            timeout_ms: 50,
+        }
+    }
+}
+
+impl Limits {
+    /// The deadline of an evaluation starting now; `None` when uncapped.
+    fn deadline(&self) -> Option<Instant> {
+        if self.timeout_ms == 0 {
+            return None;
+        }
+        Instant::now().checked_add(Duration::from_millis(self.timeout_ms))
+    }
+}
+
+/// The clock is read every this many operations: often enough to stop a
+/// script within microseconds of its deadline, rarely enough to cost nothing.
+const CLOCK_EVERY_OPS: u64 = 64;
+/// Lines of `print`/`debug` output kept per stage, and characters per line.
+const MAX_LOG_LINES: usize = 64;
+const MAX_LOG_CHARS: usize = 1_000;
+/// Engines kept per thread (one per distinct `Limits`; normally exactly one).
+const MAX_ENGINES_PER_THREAD: usize = 4;
+
+/// What the effect functions of the running evaluation need and fill.
+#[derive(Debug)]
+pub(crate) struct Frame {
+    pub trigger: Trigger,
+    pub minor_digits: u32,
+    pub max_effects: usize,
+    pub effects: Vec<Recorded>,
+    pub logs: Vec<String>,
+}
+
+impl Frame {
+    pub(crate) fn new(trigger: Trigger, minor_digits: u32, max_effects: usize) -> Self {
+        Self {
+            trigger,
+            minor_digits,
+            max_effects,
+            effects: Vec::new(),
+            logs: Vec::new(),
+        }
+    }
+}
+
+thread_local! {
+    static ENGINES: RefCell<Vec<(Limits, Rc<Engine>)>> = const { RefCell::new(Vec::new()) };
+    // Evaluation is synchronous on one thread, so per-thread state is per-evaluation
+    // state; it also stays correct if an Engine were ever shared between threads.
+    static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+    static FRAME: RefCell<Option<Frame>> = const { RefCell::new(None) };
+}
+
+/// Builds a sandboxed engine. `new_raw` plus the standard packages except
+/// `LanguageCorePackage` (it holds `sleep`, which blocks the thread beyond the
+/// reach of the clock, and `exit`/`parse_json`/tags) and `BasicTimePackage`
+/// (`timestamp()` would make decisions impossible to replay).
+pub(crate) fn build(limits: &Limits) -> Engine {
+    let mut engine = Engine::new_raw();
+    for module in [
+        ArithmeticPackage::new().as_shared_module(),
+        BasicStringPackage::new().as_shared_module(),
+        BasicIteratorPackage::new().as_shared_module(),
+        BasicFnPackage::new().as_shared_module(),
+        LogicPackage::new().as_shared_module(),
+        BasicMathPackage::new().as_shared_module(),
+        BasicArrayPackage::new().as_shared_module(),
+        BasicMapPackage::new().as_shared_module(),
+        MoreStringPackage::new().as_shared_module(),
+    ] {
+        engine.register_global_module(module);
+    }
+    engine.disable_symbol("eval");
+    engine
+        .set_strict_variables(true)
+        .set_fail_on_invalid_map_property(true)
+        .set_max_operations(limits.max_operations)
+        .set_max_call_levels(limits.max_call_levels)
+        .set_max_expr_depths(limits.max_expr_depth, limits.max_function_expr_depth)
+        .set_max_string_size(limits.max_string_size)
+        .set_max_array_size(limits.max_array_size)
+        .set_max_map_size(limits.max_map_size);
+    engine.on_print(|text| log_line(text.to_owned()));
+    engine.on_debug(|text, _source, pos| log_line(format!("{pos}: {text}")));
+    engine.on_progress(check_deadline);
+    money::register(&mut engine);
+    effects::register(&mut engine);
+    engine
+}
+
+/// Runs `f` with this thread's engine for `limits`, building it on first use.
+pub(crate) fn with_engine<R>(limits: &Limits, f: impl FnOnce(&Engine) -> R) -> R {
+    let cached = ENGINES
+        .try_with(|cell| {
+            let mut engines = cell.try_borrow_mut().ok()?;
+            if let Some((_, engine)) = engines.iter().find(|(l, _)| l == limits) {
+                return Some(Rc::clone(engine));
+            }
+            if engines.len() >= MAX_ENGINES_PER_THREAD {
+                engines.remove(0);
+            }
+            let engine = Rc::new(build(limits));
+            engines.push((*limits, Rc::clone(&engine)));
+            Some(engine)
+        })
+        .ok()
+        .flatten();
+    match cached {
+        Some(engine) => f(&engine),
+        // Thread-local storage is being torn down: build a throwaway engine.
+        None => f(&build(limits)),
+    }
+}
+
+fn check_deadline(ops: u64) -> Option<Dynamic> {
+    if ops % CLOCK_EVERY_OPS != 0 {
+        return None;
+    }
+    let deadline = DEADLINE.try_with(Cell::get).ok().flatten()?;
+    (Instant::now() >= deadline).then(|| Dynamic::from("wall-clock limit exceeded"))
+}
+
+fn log_line(mut line: String) {
+    if let Some((cut, _)) = line.char_indices().nth(MAX_LOG_CHARS) {
+        line.truncate(cut);
+        line.push('…');
+    }
+    // print/debug outside an evaluation have nowhere to go, which is the point.
+    let _ = with_frame(|frame| {
+        if frame.logs.len() < MAX_LOG_LINES {
+            frame.logs.push(line);
+        }
+        Ok(())
+    });
+}
+
+/// Gives the effect functions access to the running evaluation's frame.
+pub(crate) fn with_frame<R>(f: impl FnOnce(&mut Frame) -> Result<R, String>) -> Result<R, String> {
+    FRAME
+        .try_with(|cell| {
+            let mut slot = cell
+                .try_borrow_mut()
+                .map_err(|_| "policy state is busy".to_owned())?;
+            match slot.as_mut() {
+                Some(frame) => f(frame),
+                None => Err("effect functions can only be called while a policy runs".to_owned()),
+            }
+        })
+        .unwrap_or_else(|_| Err("policy state is unavailable".to_owned()))
+}
+
+/// Installs the frame and deadline for one evaluation and always removes them.
+struct FrameGuard;
+
+impl FrameGuard {
+    fn enter(frame: Frame, deadline: Option<Instant>) -> Self {
+        let _ = FRAME.try_with(|cell| cell.replace(Some(frame)));
+        let _ = DEADLINE.try_with(|cell| cell.set(deadline));
+        FrameGuard
+    }
+
+    fn take(&self) -> Option<Frame> {
+        FRAME.try_with(|cell| cell.take()).ok().flatten()
+    }
+}
+
+impl Drop for FrameGuard {
+    fn drop(&mut self) {
+        let _ = FRAME.try_with(|cell| cell.take());
+        let _ = DEADLINE.try_with(|cell| cell.set(None));
+    }
+}
+
+/// Why a stage stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageErrorKind {
+    /// A script error: bad types, missing variable or property, invalid effect argument…
+    Runtime,
+    /// The wall-clock cap was hit.
+    Timeout,
+    /// The operation budget was spent.
+    OperationLimit,
+    /// Script functions nested too deeply.
+    CallDepth,
+    /// A string, array or map grew past its limit.
+    DataTooLarge,
+    /// A bug outside the script; caught so the server goes on.
+    Panic,
+}
+
+impl StageErrorKind {
+    /// Short wording for the `POLICY_ERROR` reason message.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Runtime => "runtime error",
+            Self::Timeout => "wall-clock limit exceeded",
+            Self::OperationLimit => "operation limit exceeded",
+            Self::CallDepth => "call depth exceeded",
+            Self::DataTooLarge => "data size limit exceeded",
+            Self::Panic => "internal error",
+        }
+    }
+}
+
+/// A stage failure, kept in the trace; positions are 1-based.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{kind:?}: {message}")]
+pub struct StageError {
+    pub kind: StageErrorKind,
+    pub message: String,
+    pub line: Option<u32>,
+    pub column: Option<u32>,
+}
+
+/// What one stage evaluation produced.
+pub(crate) struct StageRun {
+    pub effects: Vec<Recorded>,
+    pub logs: Vec<String>,
+    pub error: Option<StageError>,
+}
+
+/// Evaluates one compiled policy with `scope` holding the input constants.
+pub(crate) fn eval_stage(
+    engine: &Engine,
+    limits: &Limits,
+    scope: &mut Scope<'static>,
+    ast: &AST,
+    frame: Frame,
+) -> StageRun {
+    let guard = FrameGuard::enter(frame, limits.deadline());
+    let outcome = catch_unwind(AssertUnwindSafe(|| engine.run_ast_with_scope(scope, ast)));
+    let frame = guard.take();
+    drop(guard);
+    let error = match outcome {
+        Ok(Ok(())) => None,
+        Ok(Err(err)) => Some(classify(&err, limits)),
+        Err(_) => Some(StageError {
+            kind: StageErrorKind::Panic,
+            message: "internal error while evaluating the policy".to_owned(),
+            line: None,
+            column: None,
+        }),
+    };
+    let (effects, logs) = frame.map_or_else(Default::default, |f| (f.effects, f.logs));
+    StageRun {
+        effects,
+        logs,
+        error,
+    }
+}
+
+fn classify(err: &EvalAltResult, limits: &Limits) -> StageError {
+    let mut inner = err;
+    while let EvalAltResult::ErrorInFunctionCall(_, _, cause, _) = inner {
+        inner = cause;
+    }
+    let (kind, message) = match inner {
+        EvalAltResult::ErrorTerminated(..) => (
+            StageErrorKind::Timeout,
+            format!(
+                "stopped: ran longer than the {} ms wall-clock limit",
+                limits.timeout_ms
+            ),
+        ),
+        EvalAltResult::ErrorTooManyOperations(..) => (
+            StageErrorKind::OperationLimit,
+            format!("stopped: more than {} operations", limits.max_operations),
+        ),
+        EvalAltResult::ErrorStackOverflow(..) => (
+            StageErrorKind::CallDepth,
+            format!(
+                "stopped: function calls nested deeper than {}",
+                limits.max_call_levels
+            ),
+        ),
+        EvalAltResult::ErrorDataTooLarge(..) => (StageErrorKind::DataTooLarge, err.to_string()),
+        _ => (StageErrorKind::Runtime, err.to_string()),
+    };
+    let pos = if inner.position().is_none() {
+        err.position()
+    } else {
+        inner.position()
+    };
+    let (line, column) = position(pos);
+    StageError {
+        kind,
+        message,
+        line,
+        column,
+    }
+}
+
+/// rhai positions as 1-based (line, column), `None` when unknown.
+pub(crate) fn position(pos: Position) -> (Option<u32>, Option<u32>) {
+    let conv = |v: Option<usize>| v.and_then(|v| u32::try_from(v).ok());
+    (conv(pos.line()), conv(pos.position()))
+}

@@ -1,0 +1,123 @@
+//! Running the `credit_request` pipeline on a request and the client's stored state. Used by
+//! `POST /v1/policies/evaluate` (nothing recorded) and by the decision path.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::Utc;
+use serde::Serialize;
+
+use super::ServiceError;
+use super::policies::PolicyRegistry;
+use crate::domain::{Client, ClientView, CreditRequest};
+use crate::policy::{Baseline, PipelineResult, PolicyInput, Stage, Trigger};
+use crate::store::clients as client_table;
+use crate::store::policies as policy_table;
+use crate::store::{AnyConnection, Store};
+
+/// A policy version that took part in a decision.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct PolicyRef {
+    pub name: String,
+    pub version: u32,
+    pub sha256: String,
+}
+
+/// What the pipeline said, on what.
+#[derive(Debug)]
+pub struct Evaluation {
+    pub client: Client,
+    /// The `client` object the policies read (and the snapshot kept with a decision).
+    pub client_view: serde_json::Value,
+    pub result: PipelineResult,
+    pub policies: Vec<PolicyRef>,
+}
+
+/// The client the request is about: stored, or the prospect it describes.
+pub fn client_for(
+    conn: &mut AnyConnection,
+    request: &CreditRequest,
+) -> Result<Client, ServiceError> {
+    let client = match client_table::find(conn, &request.client_id)? {
+        Some(client) => client,
+        None => request
+            .prospect_client(Utc::now())
+            .ok_or_else(|| ServiceError::UnknownClient(request.client_id.to_string()))?,
+    };
+    if client.currency != request.currency() {
+        return Err(ServiceError::CurrencyMismatch {
+            expected: client.currency.code().into(),
+            got: request.currency().code().into(),
+        });
+    }
+    Ok(client)
+}
+
+/// Runs the pipeline of `stages` for `request` on `client`.
+pub fn run_pipeline(
+    registry: &PolicyRegistry,
+    stages: &[Stage],
+    request: &CreditRequest,
+    client: Client,
+) -> Result<Evaluation, ServiceError> {
+    let client_view = serde_json::to_value(ClientView::new(&client, Utc::now().date_naive()))
+        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+    let baseline = Baseline::credit_request(
+        request.amount.to_decimal(),
+        request.requested_terms_days,
+        Some(client.credit_limit.to_decimal()),
+        client.currency.minor_digits(),
+    );
+    let input = PolicyInput::credit_request(&request.to_json(), &client_view, baseline)
+        .map_err(|e| ServiceError::Internal(format!("policy input: {e}")))?;
+    let result = registry.engine().run(stages, &input);
+    let policies = stages
+        .iter()
+        .map(|s| PolicyRef {
+            name: s.name.clone(),
+            version: s.version,
+            sha256: s.policy.sha256().to_owned(),
+        })
+        .collect();
+    Ok(Evaluation {
+        client,
+        client_view,
+        result,
+        policies,
+    })
+}
+
+/// What the active policies — with some stages replaced by the given versions — would decide.
+/// Nothing is recorded or reserved.
+pub async fn evaluate(
+    store: &Store,
+    registry: Arc<PolicyRegistry>,
+    request: CreditRequest,
+    versions: BTreeMap<String, i32>,
+) -> Result<Evaluation, ServiceError> {
+    store
+        .run(move |conn| {
+            let client = client_for(conn, &request)?;
+            let active = registry.active(conn)?;
+            let mut stages = active.stages(Trigger::CreditRequest).to_vec();
+            for (name, number) in &versions {
+                let row = policy_table::version(conn, name, *number)?.ok_or_else(|| {
+                    ServiceError::NotFound {
+                        what: format!("version {number} of policy `{name}`"),
+                    }
+                })?;
+                let stage = registry.stage(&row)?;
+                match stages.iter_mut().find(|s| &s.name == name) {
+                    Some(slot) => *slot = stage,
+                    None => {
+                        return Err(ServiceError::invalid(
+                            "versions",
+                            format!("`{name}` is not a stage of the credit_request pipeline"),
+                        ));
+                    }
+                }
+            }
+            run_pipeline(&registry, &stages, &request, client)
+        })
+        .await
+}
