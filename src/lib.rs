@@ -6,6 +6,7 @@
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod policy;

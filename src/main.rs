@@ -7,6 +7,7 @@ use actix_web::{HttpServer, web};
 use clap::{Parser, Subcommand};
 
 use encours::auth::{Claims, JwtKeys, KeySource, SCOPES};
+use encours::cli::{self, PoliciesCommand};
 use encours::config::{Settings, redact_url};
 use encours::{AppState, api, build_app, prepare, store, telemetry};
 
@@ -41,6 +42,9 @@ enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// Policies as code: list, test, import, export.
+    #[command(subcommand)]
+    Policies(PoliciesCommand),
 }
 
 fn main() -> ExitCode {
@@ -104,6 +108,7 @@ fn run(command: Command, settings: Settings) -> Result<(), String> {
             println!("{}", keys.mint(&claims).map_err(|e| e.to_string())?);
             Ok(())
         }
+        Command::Policies(command) => cli::policies(command, settings),
         Command::Openapi => Ok(()),
     }
 }
