@@ -3,6 +3,7 @@
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use diesel::prelude::*;
 
+use super::reservations;
 use super::schema::clients;
 use super::{AnyConnection, StoreError, classify};
 use crate::domain::{
@@ -23,7 +24,6 @@ struct ClientRow {
     is_prospect: bool,
     credit_limit_minor: i64,
     open_invoices_minor: i64,
-    reserved_minor: i64,
     overdue_minor: i64,
     oldest_overdue_due_on: Option<NaiveDate>,
     invoices_paid: i64,
@@ -45,10 +45,10 @@ struct ClientRow {
     updated_at: NaiveDateTime,
 }
 
-impl TryFrom<ClientRow> for Client {
-    type Error = StoreError;
-
-    fn try_from(r: ClientRow) -> Result<Self, StoreError> {
+impl ClientRow {
+    /// The domain client, with the credit its reservations hold now.
+    fn into_client(self, reserved_minor: i64) -> Result<Client, StoreError> {
+        let r = self;
         let bad = |field: &str, e: String| StoreError::corrupt(format!("clients.{field}: {e}"));
         let currency = Currency::parse(&r.currency).map_err(|e| bad("currency", e))?;
         let money = |minor| Money::from_minor(minor, currency);
@@ -92,7 +92,7 @@ impl TryFrom<ClientRow> for Client {
             credit_limit: money(r.credit_limit_minor),
             state: LiveState {
                 open_invoices: money(r.open_invoices_minor),
-                reserved: money(r.reserved_minor),
+                reserved: money(reserved_minor),
                 overdue: money(r.overdue_minor),
                 oldest_overdue_due_on: r.oldest_overdue_due_on,
                 invoices_paid: r.invoices_paid,
@@ -144,14 +144,26 @@ impl<'a> ProfileChange<'a> {
 }
 
 pub fn find(conn: &mut AnyConnection, id: &ClientId) -> Result<Option<Client>, StoreError> {
-    clients::table
+    let row = clients::table
         .find(id.as_str())
         .select(ClientRow::as_select())
         .first(conn)
         .optional()
-        .map_err(classify)?
-        .map(Client::try_from)
-        .transpose()
+        .map_err(classify)?;
+    with_reservations(conn, row)
+}
+
+fn with_reservations(
+    conn: &mut AnyConnection,
+    row: Option<ClientRow>,
+) -> Result<Option<Client>, StoreError> {
+    let Some(row) = row else { return Ok(None) };
+    let reserved = reservations::reserved_minor(conn, &row.client_id, now())?;
+    row.into_client(reserved).map(Some)
+}
+
+fn now() -> NaiveDateTime {
+    Utc::now().naive_utc()
 }
 
 /// Reads the client and, on PostgreSQL, locks its row until the transaction ends, so that
@@ -171,7 +183,8 @@ pub fn find_locked(conn: &mut AnyConnection, id: &ClientId) -> Result<Option<Cli
             .first(lite)
             .optional(),
     };
-    row.map_err(classify)?.map(Client::try_from).transpose()
+    let row = row.map_err(classify)?;
+    with_reservations(conn, row)
 }
 
 /// Inserts a new client with an empty live state.
@@ -238,10 +251,13 @@ pub fn list(conn: &mut AnyConnection, q: &ClientQuery) -> Result<Vec<Client>, St
                 .and(clients::client_id.lt(id.clone()))),
         );
     }
-    query
-        .load(conn)
-        .map_err(classify)?
-        .into_iter()
-        .map(Client::try_from)
+    let rows: Vec<ClientRow> = query.load(conn).map_err(classify)?;
+    let ids: Vec<&str> = rows.iter().map(|r| r.client_id.as_str()).collect();
+    let reserved = reservations::reserved_by_client(conn, &ids, now())?;
+    rows.into_iter()
+        .map(|r| {
+            let held = reserved.get(&r.client_id).copied().unwrap_or(0);
+            r.into_client(held)
+        })
         .collect()
 }

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod clients;
 pub mod policies;
+pub mod reservations;
 mod schema;
 
 use std::time::Duration;

@@ -99,3 +99,16 @@ diesel::table! {
 
 diesel::joinable!(policy_versions -> policies (policy));
 diesel::allow_tables_to_appear_in_same_query!(policies, policy_versions, policy_activations);
+
+diesel::table! {
+    reservations (decision_id) {
+        decision_id -> Text,
+        client_id -> Text,
+        amount_minor -> BigInt,
+        status -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        settled_at -> Nullable<Timestamp>,
+        settled_by -> Nullable<Text>,
+    }
+}

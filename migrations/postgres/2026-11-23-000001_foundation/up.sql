@@ -11,7 +11,6 @@ CREATE TABLE clients (
     is_prospect            BOOLEAN NOT NULL DEFAULT FALSE,
     credit_limit_minor     BIGINT NOT NULL CHECK (credit_limit_minor >= 0),
     open_invoices_minor    BIGINT NOT NULL DEFAULT 0,
-    reserved_minor         BIGINT NOT NULL DEFAULT 0 CHECK (reserved_minor >= 0),
     overdue_minor          BIGINT NOT NULL DEFAULT 0,
     oldest_overdue_due_on  DATE,
     invoices_paid          BIGINT NOT NULL DEFAULT 0,
