@@ -59,6 +59,8 @@ pub struct Settings {
     pub body_limit: usize,
     pub sqlite_synchronous: SqliteSynchronous,
     pub sqlite_busy_timeout_ms: u32,
+    /// How long an approved decision holds its credit before it lapses uninvoiced.
+    pub reservation_ttl_secs: u64,
 }
 
 impl Default for Settings {
@@ -78,6 +80,7 @@ impl Default for Settings {
             body_limit: 1024 * 1024,
             sqlite_synchronous: SqliteSynchronous::Full,
             sqlite_busy_timeout_ms: 5_000,
+            reservation_ttl_secs: 7 * 24 * 3600,
         }
     }
 }
@@ -174,6 +177,12 @@ impl Settings {
         }
         if !(1024..=64 * 1024 * 1024).contains(&self.body_limit) {
             return Err(invalid("body_limit", "must be 1 KiB to 64 MiB"));
+        }
+        if !(60..=366 * 24 * 3600).contains(&self.reservation_ttl_secs) {
+            return Err(invalid(
+                "reservation_ttl_secs",
+                "must be 60 seconds to 366 days",
+            ));
         }
         Ok(())
     }

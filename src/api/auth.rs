@@ -36,6 +36,9 @@ scopes!(
     PoliciesRead = "policies:read",
     PoliciesWrite = "policies:write",
     PoliciesActivate = "policies:activate",
+    DecisionsWrite = "decisions:write",
+    DecisionsRead = "decisions:read",
+    ReviewsWrite = "reviews:write",
 );
 
 /// The verified claims of a caller holding scope `S`.

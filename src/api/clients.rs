@@ -1,12 +1,12 @@
 //! `/v1/clients`: create or update a client, read it with its live state, list clients.
 
 use actix_web::{HttpResponse, web};
-use base64::Engine as _;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{Authed, ClientsRead, ClientsWrite};
+use super::cursor;
 use super::error::ApiError;
 use super::json::{AmountText, Json, Problems, text};
 use crate::AppState;
@@ -204,14 +204,14 @@ pub async fn list_clients(
     let after = q
         .cursor
         .as_deref()
-        .and_then(|c| p.check("cursor", decode_cursor(c)));
+        .and_then(|c| p.check("cursor", cursor::decode(c)));
     p.finish()?;
     let mut items = service::list(&state.store, band, status, after, limit + 1).await?;
     let next_cursor = if items.len() as i64 > limit {
         items.truncate(limit as usize);
         items
             .last()
-            .map(|c| encode_cursor(c.created_at, c.client_id.as_str()))
+            .map(|c| cursor::encode(c.created_at, c.client_id.as_str()))
     } else {
         None
     };
@@ -223,28 +223,4 @@ pub async fn list_clients(
             .collect(),
         next_cursor,
     }))
-}
-
-#[derive(Serialize, Deserialize)]
-struct Cursor {
-    t: DateTime<Utc>,
-    id: String,
-}
-
-fn encode_cursor(at: DateTime<Utc>, id: &str) -> String {
-    let json = serde_json::to_vec(&Cursor {
-        t: at,
-        id: id.to_owned(),
-    })
-    .unwrap_or_default();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
-}
-
-fn decode_cursor(raw: &str) -> Result<(DateTime<Utc>, String), String> {
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(raw)
-        .map_err(|_| "is not a cursor returned by this API".to_string())?;
-    let c: Cursor = serde_json::from_slice(&bytes)
-        .map_err(|_| "is not a cursor returned by this API".to_string())?;
-    Ok((c.t, c.id))
 }

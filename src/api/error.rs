@@ -272,6 +272,18 @@ impl From<ServiceError> for ApiError {
                 code: "conflict",
                 detail,
             },
+            ServiceError::IdempotencyConflict(detail) => Self::Conflict {
+                code: "idempotency_conflict",
+                detail,
+            },
+            ServiceError::ReviewAlreadyResolved(detail) => Self::Conflict {
+                code: "review_already_resolved",
+                detail,
+            },
+            ServiceError::InsufficientCredit(detail) => Self::Conflict {
+                code: "insufficient_credit",
+                detail,
+            },
             ServiceError::Internal(why) => Self::Internal(why),
             ServiceError::Store(e) => e.into(),
         }

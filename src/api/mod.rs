@@ -4,6 +4,8 @@
 pub mod audit;
 pub mod auth;
 pub mod clients;
+pub mod cursor;
+pub mod decisions;
 pub mod error;
 pub mod health;
 pub mod json;
@@ -33,6 +35,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::resource("/v1/audit/records/{sequence}").route(web::get().to(audit::get_record)),
         )
         .service(web::resource("/v1/audit/verify").route(web::get().to(audit::verify)))
+        .service(
+            web::resource("/v1/credit-decisions")
+                .route(web::post().to(decisions::decide))
+                .route(web::get().to(decisions::list_decisions)),
+        )
+        .service(
+            web::resource("/v1/credit-decisions/{decision_id}")
+                .route(web::get().to(decisions::get_decision)),
+        )
+        .service(
+            web::resource("/v1/credit-decisions/{decision_id}/resolution")
+                .route(web::post().to(decisions::resolve)),
+        )
         .service(web::resource("/v1/policies").route(web::get().to(policies::list_policies)))
         .service(web::resource("/v1/policies/evaluate").route(web::post().to(policies::evaluate)))
         .service(web::resource("/v1/policies/{name}").route(web::get().to(policies::get_policy)))

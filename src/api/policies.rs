@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
-use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -15,9 +14,10 @@ use super::json::{Json, Problems, text};
 use super::requests::CreditRequestInput;
 use crate::AppState;
 use crate::audit::AuditRef;
+use crate::policy::MAX_SOURCE_BYTES;
 use crate::policy::testing::TestCase;
-use crate::policy::{MAX_SOURCE_BYTES, PipelineResult};
-use crate::service::evaluate::{self, Evaluation, PolicyRef};
+use crate::service::answer::DecisionTerms;
+use crate::service::evaluate::{self, Evaluation};
 use crate::service::policies::{self as service, PolicyDetail, Submission};
 use crate::store::policies::{ActivationRow, VersionRow};
 
@@ -259,91 +259,23 @@ pub struct EvaluateInput {
     pub versions: Option<BTreeMap<String, i32>>,
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct Deposit {
-    #[schema(value_type = String, example = "30")]
-    pub percent: Decimal,
-    #[schema(example = "3750.00")]
-    pub amount: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct RiskSummary {
-    pub score: Option<u8>,
-    pub band: Option<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct ReasonView {
-    pub code: String,
-    pub message: String,
-    pub policy: String,
-    pub policy_version: u32,
-}
-
 /// What would be decided, and why; nothing is recorded or reserved.
 #[derive(Serialize, ToSchema)]
 pub struct EvaluationView {
     pub client_id: String,
-    /// `approved`, `conditional`, `review` or `declined`.
-    pub outcome: String,
-    #[schema(example = "12500.00")]
-    pub approved_amount: String,
-    pub currency: String,
-    pub terms_days: Option<u32>,
-    pub deposit: Option<Deposit>,
-    /// The limit that applied to this request.
-    pub credit_limit: Option<String>,
-    pub available_credit_after: String,
-    pub risk: RiskSummary,
-    pub reasons: Vec<ReasonView>,
-    pub policies: Vec<PolicyRef>,
-    /// Per stage: effects, script output, time taken, error if any.
+    #[serde(flatten)]
+    pub terms: DecisionTerms,
+    /// Per stage: effects, operations used, time taken, script output, error if any.
     #[schema(value_type = Vec<Object>)]
     pub trace: serde_json::Value,
 }
 
 impl EvaluationView {
     pub fn new(e: &Evaluation) -> Self {
-        let r: &PipelineResult = &e.result;
-        let digits = e.client.currency.minor_digits();
-        let money = |d: Decimal| d.round_dp(digits).to_string();
-        let zero = Decimal::new(0, digits);
-        let approved = r.approved_amount.unwrap_or(zero);
-        let approved = if matches!(r.outcome.as_str(), "approved" | "conditional") {
-            approved
-        } else {
-            zero
-        };
-        let available = Decimal::new(e.client.available_minor(), digits);
         Self {
             client_id: e.client.client_id.to_string(),
-            outcome: r.outcome.as_str().to_owned(),
-            approved_amount: money(approved),
-            currency: e.client.currency.code().to_owned(),
-            terms_days: r.terms_days,
-            deposit: (!r.deposit_percent.is_zero()).then(|| Deposit {
-                percent: r.deposit_percent,
-                amount: money(r.deposit_amount.unwrap_or(zero)),
-            }),
-            credit_limit: r.limit.map(money),
-            available_credit_after: money(available - approved),
-            risk: RiskSummary {
-                score: r.score,
-                band: r.band.map(|b| b.as_str().to_owned()),
-            },
-            reasons: r
-                .reasons
-                .iter()
-                .map(|x| ReasonView {
-                    code: x.code.clone(),
-                    message: x.message.clone(),
-                    policy: x.policy.clone(),
-                    policy_version: x.policy_version,
-                })
-                .collect(),
-            policies: e.policies.clone(),
-            trace: serde_json::to_value(&r.trace).unwrap_or_default(),
+            terms: DecisionTerms::from_evaluation(e),
+            trace: serde_json::to_value(&e.result.trace).unwrap_or_default(),
         }
     }
 }

@@ -7,7 +7,7 @@
 mod canonical;
 
 use chrono::{DateTime, SubsecRound, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -30,7 +30,7 @@ pub struct Entry {
 }
 
 /// Where a record sits in the chain: what callers hand back to their clients.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditRef {
     pub sequence: i64,
     pub hash: String,

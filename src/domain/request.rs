@@ -68,6 +68,19 @@ impl CreditRequest {
         })
     }
 
+    /// Everything the caller sent, for comparing a retry with the first request.
+    pub fn idempotency_json(&self) -> Value {
+        json!({
+            "request": self.to_json(),
+            "prospect": self.prospect.as_ref().map(|p| json!({
+                "name": p.name,
+                "registration_number": p.registration_number,
+                "country": p.country.code(),
+                "sector": p.sector.as_ref().map(|s| s.as_str()),
+            })),
+        })
+    }
+
     /// The client a prospect would be: no history, no limit, nothing owed.
     pub fn prospect_client(&self, at: chrono::DateTime<chrono::Utc>) -> Option<Client> {
         let p = self.prospect.as_ref()?;

@@ -59,7 +59,7 @@ pub async fn upsert(
                     });
                 }
                 if created {
-                    table::insert(conn, &id, &profile, status, now)?;
+                    table::insert(conn, &id, &profile, status, false, now)?;
                 } else {
                     table::update_profile(conn, &id, &profile, status, now)?;
                 }
@@ -142,7 +142,7 @@ impl ProfileFields<'_> {
     }
 }
 
-fn profile_json(p: &ClientProfile, status: ClientStatus, is_prospect: bool) -> Value {
+pub(crate) fn profile_json(p: &ClientProfile, status: ClientStatus, is_prospect: bool) -> Value {
     ProfileFields {
         name: &p.name,
         registration_number: p.registration_number.as_deref(),

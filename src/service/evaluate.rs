@@ -16,7 +16,7 @@ use crate::store::policies as policy_table;
 use crate::store::{AnyConnection, Store};
 
 /// A policy version that took part in a decision.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct PolicyRef {
     pub name: String,
     pub version: u32,

@@ -1,7 +1,9 @@
 //! Use cases: each owns its transaction and the order of its steps. No HTTP, no SQL text.
 
+pub mod answer;
 pub mod audit;
 pub mod clients;
+pub mod decisions;
 pub mod evaluate;
 pub mod policies;
 
@@ -28,6 +30,14 @@ pub enum ServiceError {
     FourEyesRequired(String),
     #[error("{0}")]
     Conflict(String),
+    /// The same idempotency key with another body.
+    #[error("{0}")]
+    IdempotencyConflict(String),
+    #[error("{0}")]
+    ReviewAlreadyResolved(String),
+    /// Approving a review needs room under the limit that is no longer there.
+    #[error("{0}")]
+    InsufficientCredit(String),
     #[error("{0}")]
     Internal(String),
     #[error(transparent)]

@@ -128,7 +128,12 @@ struct ProfileChange<'a> {
 }
 
 impl<'a> ProfileChange<'a> {
-    fn new(p: &'a ClientProfile, status: ClientStatus, at: DateTime<Utc>) -> Self {
+    fn new(
+        p: &'a ClientProfile,
+        status: ClientStatus,
+        is_prospect: bool,
+        at: DateTime<Utc>,
+    ) -> Self {
         Self {
             name: &p.name,
             registration_number: p.registration_number.as_deref(),
@@ -137,7 +142,7 @@ impl<'a> ProfileChange<'a> {
             currency: p.currency.code(),
             status: status.as_str(),
             credit_limit_minor: p.credit_limit.minor(),
-            is_prospect: false,
+            is_prospect,
             updated_at: at.naive_utc(),
         }
     }
@@ -187,18 +192,20 @@ pub fn find_locked(conn: &mut AnyConnection, id: &ClientId) -> Result<Option<Cli
     with_reservations(conn, row)
 }
 
-/// Inserts a new client with an empty live state.
+/// Inserts a new client with an empty live state; a prospect is one created by a credit
+/// request rather than by the ERP.
 pub fn insert(
     conn: &mut AnyConnection,
     id: &ClientId,
     profile: &ClientProfile,
     status: ClientStatus,
+    is_prospect: bool,
     at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     diesel::insert_into(clients::table)
         .values((
             clients::client_id.eq(id.as_str()),
-            ProfileChange::new(profile, status, at),
+            ProfileChange::new(profile, status, is_prospect, at),
             clients::created_at.eq(at.naive_utc()),
         ))
         .execute(conn)
@@ -215,7 +222,7 @@ pub fn update_profile(
     at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     diesel::update(clients::table.find(id.as_str()))
-        .set(ProfileChange::new(profile, status, at))
+        .set(ProfileChange::new(profile, status, false, at))
         .execute(conn)
         .map_err(classify)?;
     Ok(())

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod clients;
+pub mod decisions;
 pub mod policies;
 pub mod reservations;
 mod schema;

@@ -112,3 +112,30 @@ diesel::table! {
         settled_by -> Nullable<Text>,
     }
 }
+
+diesel::table! {
+    decisions (decision_id) {
+        decision_id -> Text,
+        request_id -> Text,
+        request_sha256 -> Text,
+        client_id -> Text,
+        outcome -> Text,
+        channel -> Text,
+        approved_minor -> BigInt,
+        decided_at -> Timestamp,
+        resolves -> Nullable<Text>,
+        actor -> Text,
+        answer -> Text,
+        audit_sequence -> BigInt,
+    }
+}
+
+diesel::table! {
+    review_resolutions (review_id) {
+        review_id -> Text,
+        resolution_id -> Text,
+        resolved_by -> Text,
+        resolved_at -> Timestamp,
+    }
+}
+diesel::allow_tables_to_appear_in_same_query!(decisions, review_resolutions);

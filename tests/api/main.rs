@@ -9,6 +9,7 @@ mod auth;
 mod cli;
 mod clients;
 mod contract;
+mod decisions;
 mod errors;
 mod ops;
 mod policies;

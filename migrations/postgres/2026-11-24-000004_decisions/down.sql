@@ -1,0 +1,2 @@
+DROP TABLE review_resolutions;
+DROP TABLE decisions;

@@ -1,0 +1,596 @@
+//! Credit decisions: the rules a credit manager expects, idempotency, reservations that never
+//! over-commit (also across two server processes on one PostgreSQL), and manual review.
+
+use serde_json::{Value, json};
+
+use crate::on_both_backends;
+use crate::support::{Backend, TestApp, client_body};
+
+const ALL: &str = "clients:read clients:write decisions:read decisions:write reviews:write audit:read policies:read";
+
+/// The facts about a client that policies read, set straight in storage (the events API
+/// is what sets them in production).
+#[derive(Default)]
+struct Facts {
+    insured: Option<&'static str>,
+    invoices_paid: i64,
+    paid_late: i64,
+    average_days_late: i64,
+    days_past_due: i64,
+    external_score: Option<i64>,
+    legal_status: Option<&'static str>,
+}
+
+impl Facts {
+    fn good() -> Self {
+        Self {
+            insured: Some("50000.00"),
+            invoices_paid: 40,
+            external_score: Some(85),
+            ..Self::default()
+        }
+    }
+}
+
+async fn given(app: &TestApp, client: &str, limit: &str, facts: Facts) {
+    let token = app.token(ALL);
+    let created = app
+        .put_json(
+            &format!("/v1/clients/{client}"),
+            &token,
+            &client_body("EUR", limit),
+        )
+        .await;
+    assert!(created.status.is_success(), "{}", created.text);
+    let mut sets = vec![
+        format!("invoices_paid = {}", facts.invoices_paid),
+        format!("paid_late = {}", facts.paid_late),
+        format!(
+            "total_days_late = {}",
+            facts.paid_late * facts.average_days_late
+        ),
+    ];
+    if let Some(insured) = facts.insured {
+        let minor = insured.replace('.', "");
+        sets.push(format!(
+            "insurer = 'Allianz Trade', insured_minor = {minor}"
+        ));
+    }
+    if let Some(score) = facts.external_score {
+        sets.push(format!(
+            "score_provider = 'Ellisphere', external_score = {score}, external_score_as_of = '2026-11-01'"
+        ));
+    }
+    if facts.days_past_due > 0 {
+        let due = chrono::Utc::now().date_naive() - chrono::Duration::days(facts.days_past_due);
+        sets.push(format!(
+            "oldest_overdue_due_on = '{due}', overdue_minor = 100000, open_invoices_minor = 100000"
+        ));
+    }
+    if let Some(status) = facts.legal_status {
+        sets.push(format!("legal_status = '{status}'"));
+    }
+    app.sql(&format!(
+        "UPDATE clients SET {} WHERE client_id = '{client}'",
+        sets.join(", ")
+    ))
+    .await
+    .unwrap();
+}
+
+fn order(request_id: &str, client: &str, amount: &str, terms: i64) -> Value {
+    json!({
+        "request_id": request_id, "client_id": client, "amount": amount, "currency": "EUR",
+        "requested_terms_days": terms, "channel": "checkout", "order_ref": "SO-1"
+    })
+}
+
+async fn post(app: &TestApp, path: &str, token: &str, body: &Value) -> crate::support::Answer {
+    app.call(
+        "POST",
+        path,
+        Some(token),
+        Some(("application/json", body.to_string().into_bytes())),
+    )
+    .await
+}
+
+async fn decide(app: &TestApp, body: &Value) -> crate::support::Answer {
+    post(app, "/v1/credit-decisions", &app.token(ALL), body).await
+}
+
+async fn good_client_approved_reserved_and_idempotent(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let token = app.token(ALL);
+    given(&app, "C-1", "50000.00", Facts::good()).await;
+    let first = decide(&app, &order("r-1", "C-1", "1200.50", 30)).await;
+    assert_eq!(first.status, 201, "{}", first.text);
+    let d = &first.body;
+    assert_eq!(d["outcome"], "approved", "{}", first.text);
+    assert_eq!(d["approved_amount"], "1200.50");
+    assert_eq!(d["requested_amount"], "1200.50");
+    assert_eq!(d["terms_days"], 30);
+    assert!(d["deposit"].is_null());
+    assert_eq!(d["credit_limit"], "50000.00");
+    assert_eq!(d["available_credit_after"], "48799.50");
+    assert_eq!(d["policies"].as_array().unwrap().len(), 7);
+    assert!(
+        d["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["policy"].is_string() && r["policy_version"].is_number())
+    );
+    assert!(d["expires_at"].is_string());
+    let seq = d["audit"]["sequence"].as_i64().unwrap();
+
+    let client = app.get("/v1/clients/C-1", &token).await;
+    assert_eq!(client.body["exposure"]["reserved"], "1200.50");
+    assert_eq!(client.body["available_credit"], "48799.50");
+
+    let record = app.get(&format!("/v1/audit/records/{seq}"), &token).await;
+    assert_eq!(record.body["kind"], "decision");
+    assert_eq!(record.body["payload"]["decision_id"], d["decision_id"]);
+    assert_eq!(record.body["payload"]["client"]["credit_limit"], "50000.00");
+    assert_eq!(record.body["payload"]["policies"], d["policies"]);
+    assert_eq!(record.body["hash"], d["audit"]["hash"]);
+
+    let again = decide(&app, &order("r-1", "C-1", "1200.50", 30)).await;
+    assert_eq!(again.status, 200);
+    assert_eq!(again.body, first.body, "a retry gets the first answer");
+    let reused = decide(&app, &order("r-1", "C-1", "999.00", 30)).await;
+    reused.problem(409, "idempotency_conflict");
+    assert_eq!(
+        app.get("/v1/clients/C-1", &token).await.body["exposure"]["reserved"],
+        "1200.50"
+    );
+
+    let read = app
+        .get(
+            &format!(
+                "/v1/credit-decisions/{}",
+                d["decision_id"].as_str().unwrap()
+            ),
+            &token,
+        )
+        .await;
+    assert_eq!(read.status, 200);
+    assert_eq!(read.body["decision_id"], d["decision_id"]);
+    assert!(read.body["resolved_by"].is_null());
+    let listed = app
+        .get(
+            "/v1/credit-decisions?client_id=C-1&outcome=approved",
+            &token,
+        )
+        .await;
+    assert_eq!(listed.body["items"].as_array().unwrap().len(), 1);
+    assert_eq!(app.get("/v1/audit/verify", &token).await.body["ok"], true);
+}
+
+async fn rules_a_credit_manager_expects(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    // Above the insured room: cut to it, or referred.
+    given(
+        &app,
+        "INS",
+        "50000.00",
+        Facts {
+            insured: Some("10000.00"),
+            ..Facts::good()
+        },
+    )
+    .await;
+    let cut = decide(&app, &order("r-ins", "INS", "15000.00", 30)).await;
+    assert_eq!(cut.status, 201, "{}", cut.text);
+    match cut.body["outcome"].as_str().unwrap() {
+        "conditional" => assert_eq!(cut.body["approved_amount"], "10000.00"),
+        "review" => assert_eq!(cut.body["approved_amount"], "0.00"),
+        other => panic!("unexpected {other}: {}", cut.text),
+    }
+    // Receivership: declined with 0.00.
+    given(
+        &app,
+        "RCV",
+        "50000.00",
+        Facts {
+            legal_status: Some("receivership"),
+            ..Facts::good()
+        },
+    )
+    .await;
+    let declined = decide(&app, &order("r-rcv", "RCV", "100.00", 30)).await;
+    assert_eq!(declined.body["outcome"], "declined", "{}", declined.text);
+    assert_eq!(declined.body["approved_amount"], "0.00");
+    assert!(declined.body["expires_at"].is_null());
+    // Band D/E: a deposit of at least 30 % and at most 15 days, or review.
+    let risky = Facts {
+        insured: Some("50000.00"),
+        invoices_paid: 10,
+        paid_late: 6,
+        average_days_late: 35,
+        days_past_due: 65,
+        external_score: None,
+        legal_status: None,
+    };
+    given(&app, "RISK", "50000.00", risky).await;
+    let d = decide(&app, &order("r-risk", "RISK", "2000.00", 45)).await;
+    assert_eq!(d.status, 201, "{}", d.text);
+    assert!(
+        matches!(d.body["risk"]["band"].as_str(), Some("D" | "E")),
+        "{}",
+        d.text
+    );
+    match d.body["outcome"].as_str().unwrap() {
+        "conditional" => {
+            let percent: f64 = d.body["deposit"]["percent"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!(percent >= 30.0, "{}", d.text);
+            assert!(d.body["terms_days"].as_u64().unwrap() <= 15, "{}", d.text);
+        }
+        "review" => {}
+        other => panic!("band D/E got {other}: {}", d.text),
+    }
+    // Terms never above 60 days.
+    given(&app, "LONG", "50000.00", Facts::good()).await;
+    let long = decide(&app, &order("r-long", "LONG", "100.00", 120)).await;
+    assert!(
+        long.body["terms_days"].as_u64().unwrap() <= 60,
+        "{}",
+        long.text
+    );
+    // A currency other than the client's.
+    let mut usd = order("r-usd", "LONG", "100.00", 30);
+    usd["currency"] = json!("USD");
+    decide(&app, &usd).await.problem(422, "currency_mismatch");
+    // An unknown client without a prospect block.
+    decide(&app, &order("r-nope", "NOPE", "100.00", 30))
+        .await
+        .problem(404, "unknown_client");
+}
+
+async fn prospects_are_created_and_pay_a_deposit(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let token = app.token(ALL);
+    let mut body = order("r-p", "NEW-1", "1000.00", 30);
+    body["prospect"] =
+        json!({"name": "Nouvelle Boulangerie SARL", "country": "FR", "sector": "C10.71"});
+    let d = decide(&app, &body).await;
+    assert_eq!(d.status, 201, "{}", d.text);
+    assert!(
+        d.body["deposit"]["percent"].is_string(),
+        "a prospect pays a deposit: {}",
+        d.text
+    );
+    let client = app.get("/v1/clients/NEW-1", &token).await;
+    assert_eq!(client.status, 200);
+    assert_eq!(client.body["is_prospect"], true);
+    assert_eq!(
+        client.body["exposure"]["reserved"],
+        d.body["approved_amount"]
+    );
+    assert_eq!(
+        client.body["credit_limit"], d.body["credit_limit"],
+        "the opening limit is kept"
+    );
+}
+
+async fn input_errors(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    given(&app, "C-1", "5000.00", Facts::good()).await;
+    for (patch, field) in [
+        (json!({"amount": "-1"}), "amount"),
+        (json!({"amount": "0"}), "amount"),
+        (json!({"amount": "1.001"}), "amount"),
+        (json!({"requested_terms_days": -1}), "requested_terms_days"),
+        (json!({"requested_terms_days": 366}), "requested_terms_days"),
+        (json!({"channel": "fax"}), "channel"),
+        (json!({"request_id": ""}), "request_id"),
+        (json!({"client_id": "a b"}), "client_id"),
+        (json!({"extra": true}), "extra"),
+    ] {
+        let mut body = order("r-x", "C-1", "10.00", 30);
+        for (k, v) in patch.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let answer = decide(&app, &body).await;
+        answer.problem(422, "validation_failed");
+        assert!(
+            answer.fields().iter().any(|f| f == field),
+            "{field}: {}",
+            answer.text
+        );
+    }
+    let token = app.token(ALL);
+    app.get("/v1/credit-decisions/not-a-uuid", &token)
+        .await
+        .problem(422, "validation_failed");
+    app.get(
+        &format!("/v1/credit-decisions/{}", uuid::Uuid::new_v4()),
+        &token,
+    )
+    .await
+    .problem(404, "not_found");
+    let nothing = app.get("/v1/credit-decisions", &token).await;
+    assert_eq!(nothing.body["items"], json!([]));
+}
+
+/// Fires `n` orders of `amount` at `apps` in parallel and returns the answers.
+async fn burst(
+    apps: &[&TestApp],
+    client: &str,
+    n: usize,
+    amount: &str,
+) -> Vec<crate::support::Answer> {
+    let calls = (0..n).map(|i| {
+        let app = apps[i % apps.len()];
+        let body = order(&format!("burst-{i}"), client, amount, 30);
+        async move { decide(app, &body).await }
+    });
+    futures_util::future::join_all(calls).await
+}
+
+fn approved_total(answers: &[crate::support::Answer]) -> rust_decimal::Decimal {
+    answers
+        .iter()
+        .map(|a| {
+            assert_eq!(a.status, 201, "{}", a.text);
+            a.body["approved_amount"]
+                .as_str()
+                .unwrap()
+                .parse::<rust_decimal::Decimal>()
+                .unwrap()
+        })
+        .sum()
+}
+
+async fn parallel_orders_never_over_commit(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(backend, |s| s.pool_size = 8).await else {
+        return;
+    };
+    given(
+        &app,
+        "C-1",
+        "10000.00",
+        Facts {
+            insured: Some("10000.00"),
+            ..Facts::good()
+        },
+    )
+    .await;
+    let answers = burst(&[&app], "C-1", 24, "700.00").await;
+    let total = approved_total(&answers);
+    assert!(total <= "10000.00".parse().unwrap(), "reserved {total}");
+    assert!(
+        total >= "9800.00".parse().unwrap(),
+        "the room is used, not wasted: {total}"
+    );
+    let client = app.get("/v1/clients/C-1", &app.token(ALL)).await;
+    assert_eq!(
+        client.body["exposure"]["reserved"]
+            .as_str()
+            .unwrap()
+            .parse::<rust_decimal::Decimal>()
+            .unwrap(),
+        total
+    );
+    assert_eq!(
+        app.get("/v1/audit/verify", &app.token(ALL)).await.body["ok"],
+        true
+    );
+}
+
+async fn two_processes_on_one_postgres_never_over_commit(backend: Backend) {
+    if backend != Backend::Postgres {
+        return;
+    }
+    let Some(a) = TestApp::spawn_with(backend, |s| s.pool_size = 6).await else {
+        return;
+    };
+    let url = a.state.settings.database_url.clone();
+    let Some(b) = TestApp::spawn_with(backend, |s| {
+        s.pool_size = 6;
+        s.database_url = url;
+    })
+    .await
+    else {
+        return;
+    };
+    given(
+        &a,
+        "C-1",
+        "10000.00",
+        Facts {
+            insured: Some("10000.00"),
+            ..Facts::good()
+        },
+    )
+    .await;
+    let answers = burst(&[&a, &b], "C-1", 30, "700.00").await;
+    let total = approved_total(&answers);
+    assert!(total <= "10000.00".parse().unwrap(), "reserved {total}");
+    let client = b.get("/v1/clients/C-1", &b.token(ALL)).await;
+    assert_eq!(
+        client.body["exposure"]["reserved"]
+            .as_str()
+            .unwrap()
+            .parse::<rust_decimal::Decimal>()
+            .unwrap(),
+        total
+    );
+    let verify = a.get("/v1/audit/verify", &a.token(ALL)).await;
+    assert_eq!(
+        verify.body["ok"], true,
+        "one gap-free chain: {}",
+        verify.text
+    );
+}
+
+async fn reviews_are_resolved_once(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let manager = app.token_for("credit-manager", ALL);
+    given(
+        &app,
+        "BIG",
+        "500000.00",
+        Facts {
+            insured: Some("500000.00"),
+            ..Facts::good()
+        },
+    )
+    .await;
+    let referred = decide(&app, &order("r-big", "BIG", "150000.00", 30)).await;
+    assert_eq!(referred.body["outcome"], "review", "{}", referred.text);
+    assert_eq!(referred.body["approved_amount"], "0.00");
+    assert_eq!(
+        app.get("/v1/clients/BIG", &manager).await.body["exposure"]["reserved"],
+        "0.00"
+    );
+    let id = referred.body["decision_id"].as_str().unwrap().to_owned();
+    let queue = app
+        .get(
+            "/v1/credit-decisions?outcome=review&resolved=false",
+            &manager,
+        )
+        .await;
+    assert_eq!(queue.body["items"][0]["decision_id"], id.as_str());
+
+    let path = format!("/v1/credit-decisions/{id}/resolution");
+    let writer_only = app.token("decisions:write");
+    post(
+        &app,
+        &path,
+        &writer_only,
+        &json!({"outcome": "approved", "comment": "ok"}),
+    )
+    .await
+    .problem(403, "forbidden");
+    let resolution = json!({"outcome": "conditional", "approved_amount": "120000.00",
+        "deposit_percent": "20", "terms_days": 30, "comment": "Known client, large seasonal order"});
+    let resolved = post(&app, &path, &manager, &resolution).await;
+    assert_eq!(resolved.status, 201, "{}", resolved.text);
+    assert_eq!(resolved.body["resolves"], id.as_str());
+    assert_eq!(resolved.body["decided_by"], "credit-manager");
+    assert_eq!(resolved.body["approved_amount"], "120000.00");
+    assert_eq!(resolved.body["deposit"]["amount"], "24000.00");
+    assert_eq!(
+        app.get("/v1/clients/BIG", &manager).await.body["exposure"]["reserved"],
+        "120000.00"
+    );
+    let original = app
+        .get(&format!("/v1/credit-decisions/{id}"), &manager)
+        .await;
+    assert_eq!(
+        original.body["outcome"], "review",
+        "the original is never edited"
+    );
+    assert_eq!(original.body["resolved_by"], resolved.body["decision_id"]);
+    post(&app, &path, &manager, &resolution)
+        .await
+        .problem(409, "review_already_resolved");
+    let queue = app
+        .get(
+            "/v1/credit-decisions?outcome=review&resolved=false",
+            &manager,
+        )
+        .await;
+    assert_eq!(queue.body["items"], json!([]));
+    let record = app
+        .get(
+            &format!("/v1/audit/records/{}", resolved.body["audit"]["sequence"]),
+            &manager,
+        )
+        .await;
+    assert_eq!(record.body["kind"], "decision.resolution");
+    assert_eq!(record.body["actor"], "credit-manager");
+
+    // Approving when the room is gone.
+    let second = decide(&app, &order("r-big-2", "BIG", "400000.00", 30)).await;
+    assert_eq!(second.body["outcome"], "review", "{}", second.text);
+    let path = format!(
+        "/v1/credit-decisions/{}/resolution",
+        second.body["decision_id"].as_str().unwrap()
+    );
+    post(
+        &app,
+        &path,
+        &manager,
+        &json!({"outcome": "approved", "comment": "go"}),
+    )
+    .await
+    .problem(409, "insufficient_credit");
+    let declined = post(
+        &app,
+        &path,
+        &manager,
+        &json!({"outcome": "declined", "comment": "no"}),
+    )
+    .await;
+    assert_eq!(declined.status, 201);
+    assert_eq!(declined.body["approved_amount"], "0.00");
+    // Not a review.
+    let approved = decide(&app, &order("r-small", "BIG", "10.00", 30)).await;
+    let path = format!(
+        "/v1/credit-decisions/{}/resolution",
+        approved.body["decision_id"].as_str().unwrap()
+    );
+    post(
+        &app,
+        &path,
+        &manager,
+        &json!({"outcome": "approved", "comment": "?"}),
+    )
+    .await
+    .problem(409, "review_already_resolved");
+}
+
+async fn expired_reservations_are_not_counted(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    given(&app, "C-1", "5000.00", Facts::good()).await;
+    let d = decide(&app, &order("r-1", "C-1", "1000.00", 30)).await;
+    assert_eq!(d.body["outcome"], "approved", "{}", d.text);
+    let token = app.token(ALL);
+    assert_eq!(
+        app.get("/v1/clients/C-1", &token).await.body["exposure"]["reserved"],
+        "1000.00"
+    );
+    app.sql("UPDATE reservations SET expires_at = '2020-01-01 00:00:00'")
+        .await
+        .unwrap();
+    assert_eq!(
+        app.get("/v1/clients/C-1", &token).await.body["exposure"]["reserved"],
+        "0.00"
+    );
+    // Decisions themselves are never edited.
+    assert!(
+        app.sql("UPDATE decisions SET outcome = 'declined'")
+            .await
+            .is_err()
+    );
+    assert!(app.sql("DELETE FROM decisions").await.is_err());
+}
+
+on_both_backends!(
+    good_client_approved_reserved_and_idempotent,
+    rules_a_credit_manager_expects,
+    prospects_are_created_and_pay_a_deposit,
+    input_errors,
+    parallel_orders_never_over_commit,
+    two_processes_on_one_postgres_never_over_commit,
+    reviews_are_resolved_once,
+    expired_reservations_are_not_counted,
+);
