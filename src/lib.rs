@@ -26,6 +26,7 @@ use api::observe::{Metrics, observe};
 use auth::JwtKeys;
 use config::Settings;
 use policy::PolicyEngine;
+use service::committer::DecisionWriter;
 use service::policies::{self, PolicyRegistry};
 use store::Store;
 
@@ -36,6 +37,7 @@ pub struct AppState {
     pub keys: JwtKeys,
     pub metrics: Metrics,
     pub policies: Arc<PolicyRegistry>,
+    pub decisions: DecisionWriter,
 }
 
 impl AppState {
@@ -46,12 +48,17 @@ impl AppState {
         policies: Arc<PolicyRegistry>,
     ) -> Result<Self, String> {
         let metrics = Metrics::new().map_err(|e| format!("metrics: {e}"))?;
+        let ttl = chrono::Duration::seconds(
+            i64::try_from(settings.reservation_ttl_secs).map_err(|e| e.to_string())?,
+        );
+        let decisions = DecisionWriter::start(store.clone(), Arc::clone(&policies), ttl)?;
         Ok(Self {
             settings,
             store,
             keys,
             metrics,
             policies,
+            decisions,
         })
     }
 }

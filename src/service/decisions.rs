@@ -1,8 +1,6 @@
 //! The main path: decide on a credit request, reserve what was approved, record the proof —
 //! all in one transaction — and the manual review of what the policies referred.
 
-use std::sync::Arc;
-
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 use rust_decimal::Decimal;
 use serde_json::json;
@@ -11,6 +9,7 @@ use sha2::{Digest, Sha256};
 use super::ServiceError;
 use super::answer::{CreditDecision, DecisionTerms, Deposit, ReasonView};
 use super::clients::profile_json;
+use super::committer::DecisionWriter;
 use super::evaluate::run_pipeline;
 use super::policies::PolicyRegistry;
 use crate::audit::{self, Entry, canonical_json};
@@ -30,29 +29,29 @@ pub struct Decided {
 
 /// Decides on `request`: idempotent by `request_id`; the client's row is locked for the
 /// evaluation, so concurrent orders of one client are decided one after the other on fresh
-/// exposure and can never reserve more than the limit leaves.
+/// exposure and can never reserve more than the limit leaves. The writes are group-committed.
 pub async fn decide(
-    store: &Store,
-    registry: Arc<PolicyRegistry>,
-    ttl: Duration,
+    writer: &DecisionWriter,
     request: CreditRequest,
     actor: String,
 ) -> Result<Decided, ServiceError> {
     let sha = hex::encode(Sha256::digest(canonical_json(&request.idempotency_json())));
-    store
-        .run(move |conn| {
-            // A retry is answered without taking the write lock.
-            if let Some(row) = table::by_request_id(conn, &request.request_id)? {
-                return replay(row, &sha);
-            }
-            write_tx_retrying(conn, |conn| {
-                if let Some(row) = table::by_request_id(conn, &request.request_id)? {
-                    return replay(row, &sha);
-                }
-                decide_locked(conn, &registry, ttl, &request, &sha, &actor)
-            })
-        })
-        .await
+    writer.decide(request, sha, actor).await
+}
+
+/// One decision inside the caller's write transaction: a retry is answered from the record.
+pub(crate) fn decide_in_tx(
+    conn: &mut AnyConnection,
+    registry: &PolicyRegistry,
+    ttl: Duration,
+    request: &CreditRequest,
+    sha: &str,
+    actor: &str,
+) -> Result<Decided, ServiceError> {
+    if let Some(row) = table::by_request_id(conn, &request.request_id)? {
+        return replay(row, sha);
+    }
+    decide_locked(conn, registry, ttl, request, sha, actor)
 }
 
 fn replay(row: DecisionRow, sha: &str) -> Result<Decided, ServiceError> {

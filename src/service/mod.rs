@@ -3,6 +3,7 @@
 pub mod answer;
 pub mod audit;
 pub mod clients;
+pub mod committer;
 pub mod decisions;
 pub mod evaluate;
 pub mod policies;
@@ -60,6 +61,16 @@ impl crate::store::Conflict for ServiceError {
 }
 
 impl ServiceError {
+    /// The same failure, told to each caller of a batch that shared it.
+    pub fn for_another_caller(&self) -> Self {
+        match self {
+            Self::Store(StoreError::Unavailable(why)) => {
+                Self::Store(StoreError::Unavailable(why.clone()))
+            }
+            other => Self::Internal(other.to_string()),
+        }
+    }
+
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Invalid {
             field: field.into(),

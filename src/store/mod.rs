@@ -242,6 +242,31 @@ where
     }
 }
 
+/// Runs `f` in a savepoint of the current transaction: on error only its own writes are
+/// undone and the transaction goes on (group commit runs many decisions in one transaction).
+pub fn savepoint<T, E>(
+    conn: &mut AnyConnection,
+    f: impl FnOnce(&mut AnyConnection) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<StoreError>,
+{
+    enum Failure<E> {
+        Database(diesel::result::Error),
+        Caller(E),
+    }
+    impl<E> From<diesel::result::Error> for Failure<E> {
+        fn from(e: diesel::result::Error) -> Self {
+            Self::Database(e)
+        }
+    }
+    conn.transaction::<T, Failure<E>, _>(|c| f(c).map_err(Failure::Caller))
+        .map_err(|failure| match failure {
+            Failure::Database(e) => E::from(classify(e)),
+            Failure::Caller(e) => e,
+        })
+}
+
 /// Tells a lost database apart from a failed query, so callers can answer 503 rather than 500.
 pub fn classify(err: diesel::result::Error) -> StoreError {
     use diesel::result::{DatabaseErrorKind, Error};

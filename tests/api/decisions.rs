@@ -368,7 +368,21 @@ async fn parallel_orders_never_over_commit(backend: Backend) {
         },
     )
     .await;
-    let answers = burst(&[&app], "C-1", 24, "700.00").await;
+    // Bad requests in the same burst fail alone: group commit undoes only their own writes.
+    let wrong_currency = (0..4).map(|i| {
+        let mut body = order(&format!("usd-{i}"), "C-1", "700.00", 30);
+        body["currency"] = json!("USD");
+        let app = &app;
+        async move { decide(app, &body).await }
+    });
+    let (answers, refused) = futures_util::future::join(
+        burst(&[&app], "C-1", 24, "700.00"),
+        futures_util::future::join_all(wrong_currency),
+    )
+    .await;
+    for r in &refused {
+        r.problem(422, "currency_mismatch");
+    }
     let total = approved_total(&answers);
     assert!(total <= "10000.00".parse().unwrap(), "reserved {total}");
     assert!(
