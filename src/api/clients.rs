@@ -197,24 +197,14 @@ pub async fn list_clients(
         .status
         .as_deref()
         .and_then(|s| p.check("status", ClientStatus::parse(s)));
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        p.push("limit", "must be 1 to 500");
-    }
+    let limit = cursor::limit(q.limit, &mut p);
     let after = q
         .cursor
         .as_deref()
         .and_then(|c| p.check("cursor", cursor::decode(c)));
     p.finish()?;
-    let mut items = service::list(&state.store, band, status, after, limit + 1).await?;
-    let next_cursor = if items.len() as i64 > limit {
-        items.truncate(limit as usize);
-        items
-            .last()
-            .map(|c| cursor::encode(c.created_at, c.client_id.as_str()))
-    } else {
-        None
-    };
+    let items = service::list(&state.store, band, status, after, limit + 1).await?;
+    let (items, next_cursor) = cursor::page(items, limit, |c| (c.created_at, c.client_id.as_str()));
     let today = today();
     Ok(web::Json(ClientPage {
         items: items

@@ -26,3 +26,31 @@ pub fn decode(raw: &str) -> Result<(DateTime<Utc>, String), String> {
     let c: Cursor = serde_json::from_slice(&bytes).map_err(|_| refuse())?;
     Ok((c.t, c.id))
 }
+
+/// The `limit` query parameter: 1..500, default 50.
+pub fn limit(raw: Option<i64>, problems: &mut super::json::Problems) -> i64 {
+    let limit = raw.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        problems.push("limit", "must be 1 to 500");
+    }
+    limit
+}
+
+/// Cuts the `limit + 1` rows a store query returned to a page, with the cursor of the next
+/// page when there is one.
+pub fn page<T>(
+    mut items: Vec<T>,
+    limit: i64,
+    key: impl Fn(&T) -> (DateTime<Utc>, &str),
+) -> (Vec<T>, Option<String>) {
+    let limit = usize::try_from(limit).unwrap_or(0);
+    if items.len() <= limit {
+        return (items, None);
+    }
+    items.truncate(limit);
+    let next = items.last().map(|last| {
+        let (at, id) = key(last);
+        encode(at, id)
+    });
+    (items, next)
+}

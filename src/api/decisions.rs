@@ -137,10 +137,7 @@ pub async fn list_decisions(
             "must be approved, conditional, review or declined",
         );
     }
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        p.push("limit", "must be 1 to 500");
-    }
+    let limit = cursor::limit(q.limit, &mut p);
     let after = q
         .cursor
         .as_deref()
@@ -156,15 +153,10 @@ pub async fn list_decisions(
         after,
         limit: limit + 1,
     };
-    let mut items = service::list(&state.store, query).await?;
-    let next_cursor = if items.len() as i64 > limit {
-        items.truncate(limit as usize);
-        items
-            .last()
-            .map(|r| cursor::encode(r.decision.decided_at, &r.decision.decision_id))
-    } else {
-        None
-    };
+    let items = service::list(&state.store, query).await?;
+    let (items, next_cursor) = cursor::page(items, limit, |r| {
+        (r.decision.decided_at, r.decision.decision_id.as_str())
+    });
     Ok(web::Json(DecisionPage {
         items: items.into_iter().map(DecisionView::from).collect(),
         next_cursor,

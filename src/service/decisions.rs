@@ -121,21 +121,14 @@ fn decide_locked(
     let decision_id = uuid::Uuid::now_v7().to_string();
     let approved = amount(&terms.approved_amount)?;
     let expires_at = terms.reserves().then(|| now + ttl);
-    if let Some(expires_at) = expires_at.filter(|_| approved.minor() > 0) {
-        reservations::insert(
-            conn,
-            &ReservationRow {
-                decision_id: decision_id.clone(),
-                client_id: request.client_id.to_string(),
-                amount_minor: approved.minor(),
-                status: "active".into(),
-                created_at: now.naive_utc(),
-                expires_at: expires_at.naive_utc(),
-                settled_at: None,
-                settled_by: None,
-            },
-        )?;
-    }
+    reserve(
+        conn,
+        &decision_id,
+        &request.client_id,
+        approved,
+        now,
+        expires_at,
+    )?;
     let audit = audit::append(
         conn,
         Entry {
@@ -178,6 +171,35 @@ fn decide_locked(
         decision,
         created: true,
     })
+}
+
+/// Holds `amount` for the decision until `expires_at` (nothing to hold for a zero amount or
+/// an outcome that reserves nothing).
+fn reserve(
+    conn: &mut AnyConnection,
+    decision_id: &str,
+    client_id: &crate::domain::ClientId,
+    amount: Money,
+    now: DateTime<Utc>,
+    expires_at: Option<DateTime<Utc>>,
+) -> Result<(), ServiceError> {
+    let Some(expires_at) = expires_at.filter(|_| amount.minor() > 0) else {
+        return Ok(());
+    };
+    reservations::insert(
+        conn,
+        &ReservationRow {
+            decision_id: decision_id.to_owned(),
+            client_id: client_id.to_string(),
+            amount_minor: amount.minor(),
+            status: "active".into(),
+            created_at: now.naive_utc(),
+            expires_at: expires_at.naive_utc(),
+            settled_at: None,
+            settled_by: None,
+        },
+    )?;
+    Ok(())
 }
 
 /// A buyer first met through a credit request: stored as a prospect with the limit the
@@ -385,21 +407,7 @@ fn resolve_locked(
     let now = Utc::now().trunc_subsecs(6);
     let decision_id = uuid::Uuid::now_v7().to_string();
     let expires_at = approving.then(|| now + ttl);
-    if let Some(expires_at) = expires_at.filter(|_| approved.minor() > 0) {
-        reservations::insert(
-            conn,
-            &ReservationRow {
-                decision_id: decision_id.clone(),
-                client_id: client_id.to_string(),
-                amount_minor: approved.minor(),
-                status: "active".into(),
-                created_at: now.naive_utc(),
-                expires_at: expires_at.naive_utc(),
-                settled_at: None,
-                settled_by: None,
-            },
-        )?;
-    }
+    reserve(conn, &decision_id, &client_id, approved, now, expires_at)?;
     let deposit = resolution
         .deposit_percent
         .filter(|p| approving && !p.is_zero())
