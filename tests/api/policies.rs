@@ -395,7 +395,61 @@ async fn hostile_policies_fail_safe(backend: Backend) {
     );
 }
 
+async fn activation_reaches_another_process(backend: Backend) {
+    if backend != Backend::Postgres {
+        return;
+    }
+    let Some(a) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let url = a.state.settings.database_url.clone();
+    let Some(b) = TestApp::spawn_with(backend, |s| s.database_url = url).await else {
+        return;
+    };
+    let token = a.token_for("alice", ALL);
+    a.put_json("/v1/clients/C-1", &token, &client_body("EUR", "50000.00"))
+        .await;
+    let before = post(
+        &b,
+        "/v1/policies/evaluate",
+        &b.token(ALL),
+        &request("C-1", "10.00", 30),
+    )
+    .await;
+    assert_eq!(before.status, 200, "{}", before.text);
+    let (source, tests) = deposit_source(&a).await;
+    let body = json!({"source": format!("// v2\n{source}"), "description": "v2", "tests": tests});
+    let created = post(&a, "/v1/policies/deposit/versions", &token, &body).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let bob = a.token_for("bob", ALL);
+    let activated = post(
+        &a,
+        "/v1/policies/deposit/versions/2/activate",
+        &bob,
+        &json!({}),
+    )
+    .await;
+    assert_eq!(activated.status, 200, "{}", activated.text);
+    // Process B had the old set cached; its very next evaluation uses version 2.
+    let after = post(
+        &b,
+        "/v1/policies/evaluate",
+        &b.token(ALL),
+        &request("C-1", "10.00", 30),
+    )
+    .await;
+    let deposit = after.body["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "deposit")
+        .cloned()
+        .unwrap();
+    assert_eq!(deposit["version"], 2, "{}", after.text);
+}
+
 on_both_backends!(
+    activation_reaches_another_process,
     shipped_set_is_loaded_once,
     compile_errors_name_line_and_column,
     failing_cases_block_a_version,
