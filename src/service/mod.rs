@@ -3,7 +3,12 @@
 pub mod audit;
 pub mod clients;
 pub mod evaluate;
+pub mod events;
 pub mod policies;
+pub mod portfolio;
+pub mod rebuild;
+pub mod reviews;
+pub mod schedule;
 
 use crate::store::StoreError;
 
