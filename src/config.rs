@@ -59,6 +59,9 @@ pub struct Settings {
     pub body_limit: usize,
     pub sqlite_synchronous: SqliteSynchronous,
     pub sqlite_busy_timeout_ms: u32,
+    /// Seconds between scheduled review passes (clients whose invoices crossed 30/60/90 days
+    /// past due or whose cover ended); 0 turns the pass off.
+    pub review_interval_secs: u64,
 }
 
 impl Default for Settings {
@@ -78,6 +81,7 @@ impl Default for Settings {
             body_limit: 1024 * 1024,
             sqlite_synchronous: SqliteSynchronous::Full,
             sqlite_busy_timeout_ms: 5_000,
+            review_interval_secs: 600,
         }
     }
 }
@@ -174,6 +178,12 @@ impl Settings {
         }
         if !(1024..=64 * 1024 * 1024).contains(&self.body_limit) {
             return Err(invalid("body_limit", "must be 1 KiB to 64 MiB"));
+        }
+        if self.review_interval_secs > 86_400 {
+            return Err(invalid(
+                "review_interval_secs",
+                "must be 0 (off) to 86400 (a day)",
+            ));
         }
         Ok(())
     }

@@ -234,3 +234,18 @@ pub fn exists(conn: &mut AnyConnection, client_id: &str) -> Result<bool, StoreEr
         .map_err(classify)?;
     Ok(found.is_some())
 }
+
+/// Client ids in order after `after`, at most `limit` (for passes over every client).
+pub fn ids_after(
+    conn: &mut AnyConnection,
+    after: &str,
+    limit: i64,
+) -> Result<Vec<String>, StoreError> {
+    clients::table
+        .filter(clients::client_id.gt(after))
+        .order(clients::client_id.asc())
+        .limit(limit)
+        .select(clients::client_id)
+        .load(conn)
+        .map_err(classify)
+}

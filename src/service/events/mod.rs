@@ -78,3 +78,30 @@ pub fn ingest_at(
         batch::apply(conn, registry, &drafts, actor, now)
     })
 }
+
+/// A page of a client's logged events, newest first, of `types` only (all when empty),
+/// before the `before` sequence number.
+pub async fn list(
+    store: &Store,
+    id: crate::domain::ClientId,
+    types: Vec<&'static str>,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<crate::store::events::EventRow>, ServiceError> {
+    store
+        .run(move |conn| {
+            if !crate::store::ledgers::exists(conn, id.as_str())? {
+                return Err(ServiceError::NotFound {
+                    what: format!("client `{id}`"),
+                });
+            }
+            Ok(crate::store::events::page(
+                conn,
+                id.as_str(),
+                &types,
+                before,
+                limit,
+            )?)
+        })
+        .await
+}
