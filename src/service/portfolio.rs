@@ -105,7 +105,7 @@ pub fn decisions_last_30_days(
 
 pub async fn portfolio(store: &Store, currency: Option<String>) -> Result<Portfolio, ServiceError> {
     store
-        .run(move |conn| build(conn, currency.as_deref(), Utc::now()))
+        .run(move |conn| build(conn, currency.as_deref(), Utc::now().trunc_subsecs(6)))
         .await
 }
 

@@ -10,6 +10,7 @@ mod cli;
 mod clients;
 mod contract;
 mod errors;
+mod events;
 mod ops;
 mod policies;
 

@@ -37,8 +37,10 @@ pub fn parse(raw: &Value, now: DateTime<Utc>) -> Result<EventDraft, Rejection> {
     let occurred_at = f.take("occurred_at", true, |v| timestamp(str_of(v)?, now));
     let currency = f.take("currency", false, |v| Currency::parse(str_of(v)?));
     let kind = f.take("type", true, |v| EventType::parse(str_of(v)?));
-    let body = kind.flatten().and_then(|kind| body(&mut f, kind));
-    f.finish()?;
+    let kind = kind.flatten();
+    let body = kind.and_then(|kind| body(&mut f, kind));
+    // Without a known type, which fields belong is unknown: only `type` is reported.
+    f.finish(kind.is_some())?;
     match (event_id, client_id, occurred_at, currency, body) {
         (
             Some(Some(event_id)),
@@ -206,11 +208,11 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn finish(mut self) -> Result<(), Rejection> {
+    fn finish(mut self, check_unknown: bool) -> Result<(), Rejection> {
         let unknown: Vec<String> = self
             .map
             .keys()
-            .filter(|k| !self.taken.contains(&k.as_str()))
+            .filter(|k| check_unknown && !self.taken.contains(&k.as_str()))
             .cloned()
             .collect();
         for key in unknown {
