@@ -1,5 +1,7 @@
 //! `encours policies …`: policies as code, for credit managers and for a customer's own CI.
 
+pub mod events;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 

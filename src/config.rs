@@ -61,6 +61,9 @@ pub struct Settings {
     pub sqlite_busy_timeout_ms: u32,
     /// How long an approved decision holds its credit before it lapses uninvoiced.
     pub reservation_ttl_secs: u64,
+    /// Seconds between scheduled review passes (clients whose invoices crossed 30/60/90 days
+    /// past due or whose cover ended); 0 turns the pass off.
+    pub review_interval_secs: u64,
 }
 
 impl Default for Settings {
@@ -81,6 +84,7 @@ impl Default for Settings {
             sqlite_synchronous: SqliteSynchronous::Full,
             sqlite_busy_timeout_ms: 5_000,
             reservation_ttl_secs: 7 * 24 * 3600,
+            review_interval_secs: 600,
         }
     }
 }
@@ -182,6 +186,12 @@ impl Settings {
             return Err(invalid(
                 "reservation_ttl_secs",
                 "must be 60 seconds to 366 days",
+            ));
+        }
+        if self.review_interval_secs > 86_400 {
+            return Err(invalid(
+                "review_interval_secs",
+                "must be 0 (off) to 86400 (a day)",
             ));
         }
         Ok(())

@@ -7,6 +7,7 @@ use actix_web::{HttpServer, web};
 use clap::{Parser, Subcommand};
 
 use encours::auth::{Claims, JwtKeys, KeySource, SCOPES};
+use encours::cli::events::{ClientsCommand, EventsCommand};
 use encours::cli::{self, PoliciesCommand};
 use encours::config::{Settings, redact_url};
 use encours::{AppState, api, build_app, prepare, store, telemetry};
@@ -45,6 +46,12 @@ enum Command {
     /// Policies as code: list, test, import, export.
     #[command(subcommand)]
     Policies(PoliciesCommand),
+    /// Client events: import an ERP's history.
+    #[command(subcommand)]
+    Events(EventsCommand),
+    /// Clients: rebuild the live state from the event log.
+    #[command(subcommand)]
+    Clients(ClientsCommand),
 }
 
 fn main() -> ExitCode {
@@ -109,6 +116,8 @@ fn run(command: Command, settings: Settings) -> Result<(), String> {
             Ok(())
         }
         Command::Policies(command) => cli::policies(command, settings),
+        Command::Events(command) => cli::events::events(command, settings),
+        Command::Clients(command) => cli::events::clients(command, settings),
         Command::Openapi => Ok(()),
     }
 }
@@ -147,6 +156,13 @@ async fn serve(state: AppState) -> Result<(), String> {
                 "local"
             },
             path.display()
+        );
+    }
+    if settings.review_interval_secs > 0 {
+        encours::service::schedule::spawn(
+            state.store.clone(),
+            Arc::clone(&state.policies),
+            std::time::Duration::from_secs(settings.review_interval_secs),
         );
     }
     let state = web::Data::new(state);

@@ -32,6 +32,7 @@ macro_rules! scopes {
 scopes!(
     ClientsRead = "clients:read",
     ClientsWrite = "clients:write",
+    EventsWrite = "events:write",
     AuditRead = "audit:read",
     PoliciesRead = "policies:read",
     PoliciesWrite = "policies:write",

@@ -7,11 +7,13 @@ pub mod clients;
 pub mod cursor;
 pub mod decisions;
 pub mod error;
+pub mod events;
 pub mod health;
 pub mod json;
 pub mod observe;
 pub mod openapi;
 pub mod policies;
+pub mod portfolio;
 pub mod requests;
 
 use actix_web::{HttpResponse, web};
@@ -31,6 +33,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(clients::get_client))
                 .route(web::put().to(clients::put_client)),
         )
+        .service(
+            web::resource("/v1/clients/{client_id}/events")
+                .route(web::get().to(events::list_events)),
+        )
+        .service(web::resource("/v1/events").route(web::post().to(events::post_events)))
+        .service(web::resource("/v1/portfolio").route(web::get().to(portfolio::get_portfolio)))
         .service(
             web::resource("/v1/audit/records/{sequence}").route(web::get().to(audit::get_record)),
         )

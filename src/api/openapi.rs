@@ -8,7 +8,7 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use super::error::{PROBLEM_JSON, Problem};
-use super::{audit, clients, decisions, health, policies};
+use super::{audit, clients, decisions, events, health, policies, portfolio};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -22,6 +22,7 @@ use super::{audit, clients, decisions, health, policies};
         health::healthz, health::readyz, health::metrics,
         clients::put_client, clients::get_client, clients::list_clients,
         decisions::decide, decisions::get_decision, decisions::list_decisions, decisions::resolve,
+        events::post_events, events::list_events, portfolio::get_portfolio,
         audit::get_record, audit::verify,
         policies::list_policies, policies::get_policy, policies::submit_version,
         policies::activate_version, policies::evaluate,
@@ -31,6 +32,7 @@ use super::{audit, clients, decisions, health, policies};
     tags(
         (name = "clients", description = "Clients, their limits and live state"),
         (name = "decisions", description = "Credit decisions: how much, on what terms, with what deposit, and why"),
+        (name = "events", description = "Client events from the ERP: invoices, payments, insurance, scores, alerts"),
         (name = "policies", description = "Rhai credit policies: versions, tests, activation, evaluation"),
         (name = "audit", description = "The tamper-evident log of every act"),
         (name = "operations", description = "Health, readiness and metrics (no token)"),

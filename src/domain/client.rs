@@ -223,7 +223,7 @@ pub struct Insurance {
     pub valid_until: Option<NaiveDate>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExternalScore {
     pub provider: String,
     pub score: i64,

@@ -1,8 +1,11 @@
 //! Pure types and rules of the credit domain. No I/O here.
 
 pub mod client;
+pub mod events;
+pub mod ledger;
 pub mod money;
 pub mod request;
+pub mod review;
 pub mod view;
 
 pub use client::*;

@@ -6,7 +6,12 @@ pub mod clients;
 pub mod committer;
 pub mod decisions;
 pub mod evaluate;
+pub mod events;
 pub mod policies;
+pub mod portfolio;
+pub mod rebuild;
+pub mod reviews;
+pub mod schedule;
 
 use crate::store::StoreError;
 

@@ -3,7 +3,7 @@
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use diesel::prelude::*;
 
-use super::reservations;
+use super::live::{self, ReadTime};
 use super::schema::clients;
 use super::{AnyConnection, StoreError, classify};
 use crate::domain::{
@@ -24,8 +24,6 @@ struct ClientRow {
     is_prospect: bool,
     credit_limit_minor: i64,
     open_invoices_minor: i64,
-    overdue_minor: i64,
-    oldest_overdue_due_on: Option<NaiveDate>,
     invoices_paid: i64,
     paid_late: i64,
     total_days_late: i64,
@@ -35,8 +33,6 @@ struct ClientRow {
     score_provider: Option<String>,
     external_score: Option<i64>,
     external_score_as_of: Option<NaiveDate>,
-    alerts_negative: i64,
-    alerts_positive: i64,
     legal_status: String,
     risk_score: Option<i64>,
     risk_band: Option<String>,
@@ -46,8 +42,9 @@ struct ClientRow {
 }
 
 impl ClientRow {
-    /// The domain client, with the credit its reservations hold now.
-    fn into_client(self, reserved_minor: i64) -> Result<Client, StoreError> {
+    /// The domain client, with what is computed when read: the credit its reservations hold,
+    /// what is overdue and the recent alerts, as of the read.
+    fn into_client(self, now: &ReadTime) -> Result<Client, StoreError> {
         let r = self;
         let bad = |field: &str, e: String| StoreError::corrupt(format!("clients.{field}: {e}"));
         let currency = Currency::parse(&r.currency).map_err(|e| bad("currency", e))?;
@@ -92,16 +89,16 @@ impl ClientRow {
             credit_limit: money(r.credit_limit_minor),
             state: LiveState {
                 open_invoices: money(r.open_invoices_minor),
-                reserved: money(reserved_minor),
-                overdue: money(r.overdue_minor),
-                oldest_overdue_due_on: r.oldest_overdue_due_on,
+                reserved: money(now.reserved_minor),
+                overdue: money(now.overdue_minor),
+                oldest_overdue_due_on: now.oldest_overdue_due_on,
                 invoices_paid: r.invoices_paid,
                 paid_late: r.paid_late,
                 total_days_late: r.total_days_late,
                 insurance,
                 external_score,
-                alerts_negative: r.alerts_negative,
-                alerts_positive: r.alerts_positive,
+                alerts_negative: now.alerts_negative,
+                alerts_positive: now.alerts_positive,
                 legal_status: LegalStatus::parse(&r.legal_status)
                     .map_err(|e| bad("legal_status", e))?,
                 risk,
@@ -149,26 +146,34 @@ impl<'a> ProfileChange<'a> {
 }
 
 pub fn find(conn: &mut AnyConnection, id: &ClientId) -> Result<Option<Client>, StoreError> {
+    find_at(conn, id, Utc::now())
+}
+
+/// [`find`] as of `now` (what is reserved, overdue and recent then).
+pub fn find_at(
+    conn: &mut AnyConnection,
+    id: &ClientId,
+    now: DateTime<Utc>,
+) -> Result<Option<Client>, StoreError> {
     let row = clients::table
         .find(id.as_str())
         .select(ClientRow::as_select())
         .first(conn)
         .optional()
         .map_err(classify)?;
-    with_reservations(conn, row)
+    with_read_time(conn, row, now)
 }
 
-fn with_reservations(
+fn with_read_time(
     conn: &mut AnyConnection,
     row: Option<ClientRow>,
+    now: DateTime<Utc>,
 ) -> Result<Option<Client>, StoreError> {
     let Some(row) = row else { return Ok(None) };
-    let reserved = reservations::reserved_minor(conn, &row.client_id, now())?;
-    row.into_client(reserved).map(Some)
-}
-
-fn now() -> NaiveDateTime {
-    Utc::now().naive_utc()
+    let read = live::for_clients(conn, &[row.client_id.as_str()], now)?
+        .remove(&row.client_id)
+        .unwrap_or_default();
+    row.into_client(&read).map(Some)
 }
 
 /// Reads the client and, on PostgreSQL, locks its row until the transaction ends, so that
@@ -189,7 +194,7 @@ pub fn find_locked(conn: &mut AnyConnection, id: &ClientId) -> Result<Option<Cli
             .optional(),
     };
     let row = row.map_err(classify)?;
-    with_reservations(conn, row)
+    with_read_time(conn, row, Utc::now())
 }
 
 /// Inserts a new client with an empty live state; a prospect is one created by a credit
@@ -239,6 +244,15 @@ pub struct ClientQuery {
 }
 
 pub fn list(conn: &mut AnyConnection, q: &ClientQuery) -> Result<Vec<Client>, StoreError> {
+    list_at(conn, q, Utc::now())
+}
+
+/// [`list`] as of `now`.
+pub fn list_at(
+    conn: &mut AnyConnection,
+    q: &ClientQuery,
+    now: DateTime<Utc>,
+) -> Result<Vec<Client>, StoreError> {
     let mut query = clients::table
         .select(ClientRow::as_select())
         .order((clients::created_at.desc(), clients::client_id.desc()))
@@ -259,12 +273,39 @@ pub fn list(conn: &mut AnyConnection, q: &ClientQuery) -> Result<Vec<Client>, St
         );
     }
     let rows: Vec<ClientRow> = query.load(conn).map_err(classify)?;
+    with_read_times(conn, rows, now)
+}
+
+fn with_read_times(
+    conn: &mut AnyConnection,
+    rows: Vec<ClientRow>,
+    now: DateTime<Utc>,
+) -> Result<Vec<Client>, StoreError> {
     let ids: Vec<&str> = rows.iter().map(|r| r.client_id.as_str()).collect();
-    let reserved = reservations::reserved_by_client(conn, &ids, now())?;
+    let read = live::for_clients(conn, &ids, now)?;
     rows.into_iter()
         .map(|r| {
-            let held = reserved.get(&r.client_id).copied().unwrap_or(0);
-            r.into_client(held)
+            let at = read.get(&r.client_id).cloned().unwrap_or_default();
+            r.into_client(&at)
         })
         .collect()
+}
+
+/// Every client in `client_id` order, a page at a time after `after` (portfolio scans).
+pub fn page_by_id(
+    conn: &mut AnyConnection,
+    after: Option<&str>,
+    limit: i64,
+    now: DateTime<Utc>,
+) -> Result<Vec<Client>, StoreError> {
+    let mut query = clients::table
+        .select(ClientRow::as_select())
+        .order(clients::client_id.asc())
+        .limit(limit)
+        .into_boxed();
+    if let Some(after) = after {
+        query = query.filter(clients::client_id.gt(after.to_owned()));
+    }
+    let rows: Vec<ClientRow> = query.load(conn).map_err(classify)?;
+    with_read_times(conn, rows, now)
 }

@@ -135,3 +135,21 @@ pub fn list(conn: &mut AnyConnection, q: &DecisionQuery) -> Result<Vec<DecisionR
     }
     query.load(conn).map_err(classify)
 }
+
+/// (outcome, channel) → number of decisions made since `since`.
+pub fn counts_since(
+    conn: &mut AnyConnection,
+    since: NaiveDateTime,
+) -> Result<Vec<(String, String, i64)>, StoreError> {
+    decisions::table
+        .filter(decisions::decided_at.ge(since))
+        .group_by((decisions::outcome, decisions::channel))
+        .select((
+            decisions::outcome,
+            decisions::channel,
+            diesel::dsl::count_star(),
+        ))
+        .order((decisions::outcome.asc(), decisions::channel.asc()))
+        .load(conn)
+        .map_err(classify)
+}

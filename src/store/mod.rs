@@ -1,9 +1,25 @@
 //! Storage: the only module that imports diesel. One connection type over SQLite and
 //! PostgreSQL, chosen by the URL, pooled by r2d2 through our own manager.
 
+/// The same diesel statement run on the concrete connection, for what the MultiConnection
+/// cannot express (multi-row inserts, row locks): the one place SQL is spelled per backend.
+macro_rules! per_backend {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            $crate::store::AnyConnection::Postgres($c) => $body,
+            $crate::store::AnyConnection::Sqlite($c) => $body,
+        }
+    };
+}
+
+pub mod alerts;
 pub mod audit;
 pub mod clients;
 pub mod decisions;
+pub mod events;
+pub mod invoices;
+pub mod ledgers;
+pub mod live;
 pub mod policies;
 pub mod reservations;
 mod schema;

@@ -12,9 +12,6 @@ diesel::table! {
         is_prospect -> Bool,
         credit_limit_minor -> BigInt,
         open_invoices_minor -> BigInt,
-        reserved_minor -> BigInt,
-        overdue_minor -> BigInt,
-        oldest_overdue_due_on -> Nullable<Date>,
         invoices_paid -> BigInt,
         paid_late -> BigInt,
         total_days_late -> BigInt,
@@ -24,14 +21,15 @@ diesel::table! {
         score_provider -> Nullable<Text>,
         external_score -> Nullable<BigInt>,
         external_score_as_of -> Nullable<Date>,
-        alerts_negative -> BigInt,
-        alerts_positive -> BigInt,
         legal_status -> Text,
         risk_score -> Nullable<BigInt>,
         risk_band -> Nullable<Text>,
         risk_factors -> Nullable<Text>,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        insurance_changed_at -> Nullable<Timestamp>,
+        legal_status_changed_at -> Nullable<Timestamp>,
+        next_review_on -> Nullable<Date>,
     }
 }
 
@@ -131,6 +129,20 @@ diesel::table! {
 }
 
 diesel::table! {
+    client_events (seq) {
+        seq -> BigInt,
+        event_id -> Text,
+        client_id -> Text,
+        event_type -> Text,
+        occurred_at -> Timestamp,
+        received_at -> Timestamp,
+        received_by -> Text,
+        body_sha256 -> Text,
+        body -> Text,
+    }
+}
+
+diesel::table! {
     review_resolutions (review_id) {
         review_id -> Text,
         resolution_id -> Text,
@@ -139,3 +151,29 @@ diesel::table! {
     }
 }
 diesel::allow_tables_to_appear_in_same_query!(decisions, review_resolutions);
+
+diesel::table! {
+    invoices (client_id, invoice_id) {
+        client_id -> Text,
+        invoice_id -> Text,
+        amount_minor -> Nullable<BigInt>,
+        issued_on -> Nullable<Date>,
+        due_on -> Nullable<Date>,
+        decision_id -> Nullable<Text>,
+        paid_minor -> BigInt,
+        credited_minor -> BigInt,
+        open_minor -> BigInt,
+        last_paid_on -> Nullable<Date>,
+        dunning_level -> Integer,
+        settled_on -> Nullable<Date>,
+    }
+}
+
+diesel::table! {
+    sales_alerts (event_seq) {
+        event_seq -> BigInt,
+        client_id -> Text,
+        negative -> Bool,
+        occurred_at -> Timestamp,
+    }
+}

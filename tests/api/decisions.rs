@@ -61,12 +61,6 @@ async fn given(app: &TestApp, client: &str, limit: &str, facts: Facts) {
             "score_provider = 'Ellisphere', external_score = {score}, external_score_as_of = '2026-11-01'"
         ));
     }
-    if facts.days_past_due > 0 {
-        let due = chrono::Utc::now().date_naive() - chrono::Duration::days(facts.days_past_due);
-        sets.push(format!(
-            "oldest_overdue_due_on = '{due}', overdue_minor = 100000, open_invoices_minor = 100000"
-        ));
-    }
     if let Some(status) = facts.legal_status {
         sets.push(format!("legal_status = '{status}'"));
     }
@@ -76,6 +70,22 @@ async fn given(app: &TestApp, client: &str, limit: &str, facts: Facts) {
     ))
     .await
     .unwrap();
+    if facts.days_past_due > 0 {
+        let today = chrono::Utc::now().date_naive();
+        let due = today - chrono::Duration::days(facts.days_past_due);
+        let issued = due - chrono::Duration::days(30);
+        let batch = json!({"events": [{
+            "event_id": format!("{client}-overdue"), "client_id": client, "type": "invoice_issued",
+            "occurred_at": format!("{issued}T09:00:00Z"), "invoice_id": format!("{client}-INV-1"),
+            "amount": "1000.00", "issued_on": issued.to_string(), "due_on": due.to_string()
+        }]});
+        let answer = post(app, "/v1/events", &app.token("events:write"), &batch).await;
+        assert_eq!(
+            answer.body["results"][0]["status"], "accepted",
+            "{}",
+            answer.text
+        );
+    }
 }
 
 fn order(request_id: &str, client: &str, amount: &str, terms: i64) -> Value {

@@ -11,6 +11,7 @@ mod clients;
 mod contract;
 mod decisions;
 mod errors;
+mod events;
 mod ops;
 mod policies;
 

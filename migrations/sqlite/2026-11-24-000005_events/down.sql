@@ -1,0 +1,11 @@
+DROP INDEX clients_review_due;
+ALTER TABLE clients DROP COLUMN next_review_on;
+ALTER TABLE clients DROP COLUMN legal_status_changed_at;
+ALTER TABLE clients DROP COLUMN insurance_changed_at;
+ALTER TABLE clients ADD COLUMN alerts_positive BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE clients ADD COLUMN alerts_negative BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE clients ADD COLUMN oldest_overdue_due_on DATE;
+ALTER TABLE clients ADD COLUMN overdue_minor BIGINT NOT NULL DEFAULT 0;
+DROP TABLE sales_alerts;
+DROP TABLE invoices;
+DROP TABLE client_events;

@@ -1,0 +1,339 @@
+//! One batch inside its write transaction: load what the events touch, decide each event in
+//! order against the state the earlier ones left, then write everything and review once per
+//! client.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::{EventResult, EventStatus, Ingested};
+use crate::audit::canonical_json;
+use crate::domain::events::{ClientEvent, EventBody, EventDraft, Rejection, RejectionCode};
+use crate::domain::ledger::{self, Invoice, Notice};
+use crate::service::ServiceError;
+use crate::service::policies::PolicyRegistry;
+use crate::service::reviews::{self, Cause};
+use crate::store::alerts::{self, AlertRow};
+use crate::store::events::{self as log, NewEvent};
+use crate::store::ledgers::{self, Account};
+use crate::store::reservations::{self, Settlement};
+use crate::store::{AnyConnection, invoices};
+
+type Draft = (Option<String>, Result<EventDraft, Rejection>);
+/// An event ready to apply: itself, its normalised JSON and that JSON's sha256.
+type Ready = (ClientEvent, Value, String);
+
+/// The state of one batch while its events are decided.
+struct Batch<'a> {
+    actor: &'a str,
+    now: DateTime<Utc>,
+    accounts: HashMap<String, Account>,
+    /// Logged before this batch: event id → (client, sha256).
+    known: HashMap<String, (String, String)>,
+    /// Accepted earlier in this batch: event id → sha256.
+    seen: HashMap<String, String>,
+    invoices: HashMap<(String, String), Invoice>,
+    stored_invoices: HashSet<(String, String)>,
+    dirty_invoices: Vec<(String, String)>,
+    new_events: Vec<NewEvent>,
+    alerts: Vec<(String, String, bool, DateTime<Utc>)>,
+    /// Clients with accepted events → those events' JSON, in order.
+    touched: BTreeMap<String, Vec<Value>>,
+}
+
+pub(super) fn apply(
+    conn: &mut AnyConnection,
+    registry: &PolicyRegistry,
+    drafts: &[Draft],
+    actor: &str,
+    now: DateTime<Utc>,
+) -> Result<Ingested, ServiceError> {
+    let mut client_ids: Vec<&str> = drafts
+        .iter()
+        .filter_map(|(_, d)| d.as_ref().ok())
+        .map(|d| d.client_id.as_str())
+        .collect();
+    client_ids.sort_unstable();
+    client_ids.dedup();
+    let accounts: HashMap<String, Account> = ledgers::lock_many(conn, &client_ids)?
+        .into_iter()
+        .map(|a| (a.client_id.to_string(), a))
+        .collect();
+    let ready: Vec<Result<Ready, Rejection>> = drafts
+        .iter()
+        .map(|(_, draft)| resolve(draft, &accounts))
+        .collect();
+    let mut b = Batch::load(conn, actor, now, accounts, &ready)?;
+    let mut results = Vec::with_capacity(drafts.len());
+    for ((event_id, _), item) in drafts.iter().zip(ready) {
+        let (status, notices) = match item {
+            Err(rejection) => (EventStatus::Rejected(rejection), Vec::new()),
+            Ok(ready) => b.decide(conn, ready)?,
+        };
+        results.push(EventResult {
+            event_id: event_id.clone(),
+            status,
+            notices,
+        });
+    }
+    b.write(conn)?;
+    let active = registry.active(conn)?;
+    let mut reviews = Vec::new();
+    for (client, events) in &b.touched {
+        let Some(account) = b.accounts.get(client) else {
+            continue;
+        };
+        let cause = Cause::Events(events);
+        if let Some(r) = reviews::review(
+            conn,
+            registry,
+            &active,
+            &account.client_id,
+            cause,
+            actor,
+            now,
+        )? {
+            reviews.push(r);
+        }
+    }
+    Ok(Ingested { results, reviews })
+}
+
+/// Makes a draft exact in its client's currency, with its normalised JSON and digest.
+fn resolve(
+    draft: &Result<EventDraft, Rejection>,
+    accounts: &HashMap<String, Account>,
+) -> Result<Ready, Rejection> {
+    let draft = draft.as_ref().map_err(Clone::clone)?;
+    let account = accounts.get(draft.client_id.as_str()).ok_or_else(|| {
+        Rejection::new(
+            RejectionCode::UnknownClient,
+            format!(
+                "client `{}` is unknown; create it with PUT /v1/clients/{{client_id}} first",
+                draft.client_id
+            ),
+        )
+    })?;
+    let event = draft.clone().resolve(account.currency)?;
+    let json = event.to_json();
+    let sha = hex::encode(Sha256::digest(canonical_json(&json).as_bytes()));
+    Ok((event, json, sha))
+}
+
+impl<'a> Batch<'a> {
+    fn load(
+        conn: &mut AnyConnection,
+        actor: &'a str,
+        now: DateTime<Utc>,
+        accounts: HashMap<String, Account>,
+        ready: &[Result<Ready, Rejection>],
+    ) -> Result<Self, ServiceError> {
+        let events: Vec<&ClientEvent> = ready
+            .iter()
+            .filter_map(|r| r.as_ref().ok())
+            .map(|(e, _, _)| e)
+            .collect();
+        let ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
+        let known = log::known(conn, &ids)?;
+        let mut invoice_clients: Vec<&str> = Vec::new();
+        let mut invoice_ids: Vec<&str> = Vec::new();
+        for e in &events {
+            if let Some(id) = e.body.invoice_id() {
+                invoice_clients.push(e.client_id.as_str());
+                invoice_ids.push(id);
+            }
+        }
+        invoice_clients.sort_unstable();
+        invoice_clients.dedup();
+        invoice_ids.sort_unstable();
+        invoice_ids.dedup();
+        let invoices = if invoice_ids.is_empty() {
+            HashMap::new()
+        } else {
+            invoices::find_many(conn, &invoice_clients, &invoice_ids)?
+        };
+        Ok(Self {
+            actor,
+            now,
+            accounts,
+            known,
+            seen: HashMap::new(),
+            stored_invoices: invoices.keys().cloned().collect(),
+            invoices,
+            dirty_invoices: Vec::new(),
+            new_events: Vec::with_capacity(events.len()),
+            alerts: Vec::new(),
+            touched: BTreeMap::new(),
+        })
+    }
+
+    /// Accepts, recognises as a duplicate, or rejects one event.
+    fn decide(
+        &mut self,
+        conn: &mut AnyConnection,
+        (event, json, sha): Ready,
+    ) -> Result<(EventStatus, Vec<Notice>), ServiceError> {
+        let rejected = |r: Rejection| Ok((EventStatus::Rejected(r), Vec::new()));
+        let earlier = self
+            .seen
+            .get(&event.event_id)
+            .or_else(|| self.known.get(&event.event_id).map(|(_, s)| s));
+        if let Some(earlier) = earlier {
+            if *earlier == sha {
+                return Ok((EventStatus::Duplicate, Vec::new()));
+            }
+            return rejected(Rejection::new(
+                RejectionCode::IdempotencyConflict,
+                format!(
+                    "event `{}` was already received with another body; an event id names one event forever",
+                    event.event_id
+                ),
+            ));
+        }
+        let client = event.client_id.to_string();
+        let (settle, mut notices) = match self.check_reservation(conn, &event)? {
+            Ok(found) => found,
+            Err(r) => return rejected(r),
+        };
+        let Some(account) = self.accounts.get_mut(&client) else {
+            return Err(ServiceError::Internal(format!(
+                "account `{client}` not loaded"
+            )));
+        };
+        let key = event
+            .body
+            .invoice_id()
+            .map(|id| (client.clone(), id.to_owned()));
+        let invoice = key.as_ref().map(|k| {
+            self.invoices
+                .entry(k.clone())
+                .or_insert_with(|| Invoice::new(&k.1))
+        });
+        match ledger::apply(&mut account.ledger, invoice, &event) {
+            Ok(more) => notices.extend(more),
+            Err(r) => return rejected(r),
+        }
+        if let Some((decision_id, how)) = settle {
+            let by = format!("event:{}", event.event_id);
+            reservations::settle(conn, &decision_id, how, &by, self.now.naive_utc())?;
+        }
+        if let Some(k) = key {
+            self.dirty_invoices.push(k);
+        }
+        if let EventBody::SalesAlert { sentiment, .. } = &event.body {
+            let negative = *sentiment == crate::domain::events::Sentiment::Negative;
+            self.alerts.push((
+                event.event_id.clone(),
+                client.clone(),
+                negative,
+                event.occurred_at,
+            ));
+        }
+        self.new_events.push(NewEvent {
+            event_id: event.event_id.clone(),
+            client_id: client.clone(),
+            event_type: event.event_type().as_str().to_owned(),
+            occurred_at: event.occurred_at.naive_utc(),
+            received_at: self.now.naive_utc(),
+            received_by: self.actor.to_owned(),
+            body_sha256: sha.clone(),
+            body: canonical_json(&json),
+        });
+        self.seen.insert(event.event_id, sha);
+        self.touched.entry(client).or_default().push(json);
+        Ok((EventStatus::Accepted, notices))
+    }
+
+    /// The reservation an event settles, if any. `invoice_issued` with a `decision_id` turns
+    /// an active reservation into the invoice; one no longer active (expired, released, or
+    /// invoiced already — an order invoiced in several parts) leaves the invoice accepted,
+    /// with a notice. `order_cancelled` releases an active reservation and is refused
+    /// otherwise. A decision unknown for this client is refused either way.
+    #[expect(clippy::type_complexity, reason = "local result of a local check")]
+    fn check_reservation(
+        &self,
+        conn: &mut AnyConnection,
+        event: &ClientEvent,
+    ) -> Result<Result<(Option<(String, Settlement)>, Vec<Notice>), Rejection>, ServiceError> {
+        let (decision_id, how) = match &event.body {
+            EventBody::InvoiceIssued {
+                decision_id: Some(d),
+                ..
+            } => (d, Settlement::Invoiced),
+            EventBody::OrderCancelled { decision_id } => (decision_id, Settlement::Released),
+            _ => return Ok(Ok((None, Vec::new()))),
+        };
+        let found = reservations::get(conn, decision_id)?
+            .filter(|r| r.client_id == event.client_id.as_str());
+        let Some(r) = found else {
+            return Ok(Err(Rejection::new(
+                RejectionCode::UnknownDecision,
+                format!(
+                    "client `{}` has no credit decision `{decision_id}` holding a reservation",
+                    event.client_id
+                ),
+            )));
+        };
+        if r.holds_at(self.now.naive_utc()) {
+            return Ok(Ok((Some((decision_id.clone(), how)), Vec::new())));
+        }
+        let state = if r.status == "active" {
+            "expired"
+        } else {
+            r.status.as_str()
+        };
+        let why = format!("the reservation of credit decision `{decision_id}` is {state}");
+        Ok(match how {
+            Settlement::Released => Err(Rejection::new(
+                RejectionCode::ReservationNotActive,
+                format!("{why}: there is nothing left to cancel"),
+            )),
+            _ => Ok((
+                None,
+                vec![Notice::new(
+                    "RESERVATION_NOT_ACTIVE",
+                    format!("{why}: the invoice is recorded, no reservation is converted"),
+                )],
+            )),
+        })
+    }
+
+    /// Logs the accepted events and writes the projection they changed.
+    fn write(&mut self, conn: &mut AnyConnection) -> Result<(), ServiceError> {
+        if self.new_events.is_empty() {
+            return Ok(());
+        }
+        let seqs = log::insert_many(conn, &self.new_events)?;
+        let alert_rows: Vec<AlertRow> = self
+            .alerts
+            .iter()
+            .filter_map(|(event_id, client, negative, at)| {
+                seqs.get(event_id)
+                    .map(|seq| AlertRow::new(*seq, client, *negative, *at))
+            })
+            .collect();
+        alerts::insert_many(conn, &alert_rows)?;
+        self.dirty_invoices.sort_unstable();
+        self.dirty_invoices.dedup();
+        let mut fresh: Vec<(&str, &Invoice)> = Vec::new();
+        for key in &self.dirty_invoices {
+            let Some(inv) = self.invoices.get(key) else {
+                continue;
+            };
+            if self.stored_invoices.contains(key) {
+                invoices::update(conn, &key.0, inv)?;
+            } else {
+                fresh.push((key.0.as_str(), inv));
+            }
+        }
+        invoices::insert_many(conn, &fresh)?;
+        for client in self.touched.keys() {
+            if let Some(account) = self.accounts.get(client) {
+                ledgers::save(conn, client, &account.ledger, self.now)?;
+            }
+        }
+        Ok(())
+    }
+}

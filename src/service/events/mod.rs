@@ -1,0 +1,107 @@
+//! Ingesting client events: a batch is read event by event (a bad one never blocks the
+//! rest), then applied in one write transaction: the clients named are locked in id order,
+//! each event is checked (unknown client, currency, idempotency, reservation) and applied to
+//! its client's projection, the accepted ones are logged, and every client with accepted
+//! events is re-scored and reviewed once. Accepted events are committed before the answer.
+
+mod batch;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use serde_json::Value;
+
+use super::ServiceError;
+use super::policies::PolicyRegistry;
+use super::reviews::ReviewRef;
+use crate::domain::events::{self, EventDraft, Rejection};
+use crate::domain::ledger::Notice;
+use crate::store::{AnyConnection, Store, write_tx_retrying};
+
+/// What became of one event of the batch.
+#[derive(Clone, Debug)]
+pub enum EventStatus {
+    Accepted,
+    /// Already logged with the same body: nothing done again.
+    Duplicate,
+    Rejected(Rejection),
+}
+
+#[derive(Clone, Debug)]
+pub struct EventResult {
+    /// As sent, when it was a usable id.
+    pub event_id: Option<String>,
+    pub status: EventStatus,
+    /// What the sender should know about an accepted event (see `domain::ledger`).
+    pub notices: Vec<Notice>,
+}
+
+/// The answer to a batch: one result per event, in order, and the reviews it triggered.
+#[derive(Debug)]
+pub struct Ingested {
+    pub results: Vec<EventResult>,
+    pub reviews: Vec<ReviewRef>,
+}
+
+impl Ingested {
+    pub fn count(&self, what: fn(&EventStatus) -> bool) -> usize {
+        self.results.iter().filter(|r| what(&r.status)).count()
+    }
+}
+
+/// Ingests a batch of raw events (already bounded in number by the caller).
+pub async fn ingest(
+    store: &Store,
+    registry: Arc<PolicyRegistry>,
+    raw: Vec<Value>,
+    actor: String,
+) -> Result<Ingested, ServiceError> {
+    store
+        .run(move |conn| ingest_at(conn, &registry, &raw, &actor, Utc::now()))
+        .await
+}
+
+/// [`ingest`] on a connection, as of `now` (the CLI import and the tests use it directly).
+pub fn ingest_at(
+    conn: &mut AnyConnection,
+    registry: &PolicyRegistry,
+    raw: &[Value],
+    actor: &str,
+    now: DateTime<Utc>,
+) -> Result<Ingested, ServiceError> {
+    let now = now.trunc_subsecs(6);
+    let drafts: Vec<(Option<String>, Result<EventDraft, Rejection>)> = raw
+        .iter()
+        .map(|v| (events::raw_event_id(v), events::parse(v, now)))
+        .collect();
+    write_tx_retrying(conn, |conn| {
+        batch::apply(conn, registry, &drafts, actor, now)
+    })
+}
+
+/// A page of a client's logged events, newest first, of `types` only (all when empty),
+/// before the `before` sequence number.
+pub async fn list(
+    store: &Store,
+    id: crate::domain::ClientId,
+    types: Vec<&'static str>,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<crate::store::events::EventRow>, ServiceError> {
+    store
+        .run(move |conn| {
+            if !crate::store::ledgers::exists(conn, id.as_str())? {
+                return Err(ServiceError::NotFound {
+                    what: format!("client `{id}`"),
+                });
+            }
+            Ok(crate::store::events::page(
+                conn,
+                id.as_str(),
+                &types,
+                before,
+                limit,
+            )?)
+        })
+        .await
+}

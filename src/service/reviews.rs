@@ -1,0 +1,211 @@
+//! Limit reviews: the `client_event` pipeline (scoring, then `on_event`) run on a client's
+//! state after its events are applied, or when time alone changed its risk. The new risk is
+//! written back; a changed limit or status, or a referral, is an audit record.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::ServiceError;
+use super::evaluate::PolicyRef;
+use super::policies::{ActiveSet, PolicyRegistry};
+use crate::audit::{self, AuditRef, Entry};
+use crate::domain::events::rfc3339;
+use crate::domain::review::{DAYS_PAST_DUE_STEPS, next_review_on};
+use crate::domain::{
+    Client, ClientId, ClientStatus, ClientView, Money, Risk, RiskBand, RiskFactor,
+};
+use crate::policy::{self, Baseline, Outcome, PipelineResult, PolicyInput, Trigger};
+use crate::store::ledgers::{self, Reviewed};
+use crate::store::{AnyConnection, clients, invoices, live};
+
+/// The audit kind of a limit review.
+pub const KIND: &str = "client.limit_review";
+
+/// What set the review off.
+pub enum Cause<'a> {
+    /// The client's events accepted in one batch, normalised, in order.
+    Events(&'a [Value]),
+    /// The scheduled pass: time alone changed something.
+    Schedule,
+}
+
+/// A review that changed the limit or the status, or referred the client: its audit record.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct ReviewRef {
+    pub client_id: String,
+    #[serde(flatten)]
+    pub audit: AuditRef,
+    /// The standing limit after the review.
+    pub credit_limit: String,
+    pub status: ClientStatus,
+    /// A credit manager must look at the client.
+    pub referred: bool,
+    /// The reason codes of the review, in order.
+    pub reasons: Vec<String>,
+}
+
+/// Re-scores and reviews one client (whose row the caller holds locked) as of `now`.
+pub fn review(
+    conn: &mut AnyConnection,
+    registry: &PolicyRegistry,
+    active: &ActiveSet,
+    id: &ClientId,
+    cause: Cause<'_>,
+    actor: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<ReviewRef>, ServiceError> {
+    let client = clients::find_at(conn, id, now)?.ok_or_else(|| ServiceError::NotFound {
+        what: format!("client `{id}`"),
+    })?;
+    let view = serde_json::to_value(ClientView::new(&client, now.date_naive()))
+        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+    let event = event_json(&client, &cause, now);
+    let digits = client.currency.minor_digits();
+    let baseline = Baseline::client_event(Some(client.credit_limit.to_decimal()), digits);
+    let input = PolicyInput::client_event(&event, &view, baseline)
+        .map_err(|e| ServiceError::Internal(format!("policy input: {e}")))?;
+    let stages = active.stages(Trigger::ClientEvent);
+    let result = registry.engine().run(stages, &input);
+
+    let risk = risk_of(&result);
+    let new_limit = match result.new_credit_limit {
+        Some(d) => Money::from_decimal(d, client.currency).ok(),
+        None => Some(client.credit_limit),
+    };
+    let limit = new_limit.unwrap_or(client.credit_limit);
+    let status = match result.client_status {
+        Some(policy::ClientStatus::Blocked) => ClientStatus::Blocked,
+        Some(policy::ClientStatus::Active) => ClientStatus::Active,
+        None => client.status,
+    };
+    // A limit the currency cannot hold is not applied: a credit manager must look.
+    let referred = result.outcome == Outcome::Review || new_limit.is_none();
+    let next_review_on = next_review(conn, &client, now)?;
+    ledgers::save_review(
+        conn,
+        id.as_str(),
+        &Reviewed {
+            risk: risk.as_ref(),
+            credit_limit_minor: limit.minor(),
+            status,
+            next_review_on,
+            at: now,
+        },
+    )?;
+    if limit == client.credit_limit && status == client.status && !referred {
+        return Ok(None);
+    }
+    let policies: Vec<PolicyRef> = stages
+        .iter()
+        .map(|s| PolicyRef {
+            name: s.name.clone(),
+            version: s.version,
+            sha256: s.policy.sha256().to_owned(),
+        })
+        .collect();
+    let reasons: Vec<String> = result.reasons.iter().map(|r| r.code.clone()).collect();
+    let payload = json!({
+        "client_id": id.as_str(),
+        "cause": match cause { Cause::Events(_) => "events", Cause::Schedule => "schedule" },
+        "before": {"credit_limit": client.credit_limit.to_string(), "status": client.status.as_str()},
+        "after": {"credit_limit": limit.to_string(), "status": status.as_str()},
+        "referred": referred,
+        "outcome": result.outcome.as_str(),
+        "score": result.score,
+        "band": result.band.map(|b| b.as_str()),
+        "reasons": result.reasons,
+        "policies": policies,
+        "input": {"event": event, "client": view},
+        "trace": result.trace,
+    });
+    let audit = audit::append(
+        conn,
+        Entry {
+            kind: KIND,
+            subject: format!("client:{id}"),
+            client_id: Some(id.to_string()),
+            actor: actor.to_owned(),
+            payload,
+        },
+    )?;
+    Ok(Some(ReviewRef {
+        client_id: id.to_string(),
+        audit,
+        credit_limit: limit.to_string(),
+        status,
+        referred,
+        reasons,
+    }))
+}
+
+/// The `event` the policies see. For a batch: its client's last accepted event, with
+/// `batch` listing all of them in order (the default `on_event` reads every one). For the
+/// scheduled pass: a `scheduled_review` event whose `reasons` say what time changed:
+/// `INSURANCE_EXPIRED` (cover ended before today) and `DAYS_PAST_DUE_n` (the highest step,
+/// 1, 31, 61 or 91, the oldest unpaid invoice has reached).
+fn event_json(client: &Client, cause: &Cause<'_>, now: DateTime<Utc>) -> Value {
+    match cause {
+        Cause::Events(events) => {
+            let mut last = events.last().cloned().unwrap_or_else(|| json!({}));
+            if let Some(map) = last.as_object_mut() {
+                map.insert("batch".into(), Value::Array(events.to_vec()));
+            }
+            last
+        }
+        Cause::Schedule => json!({
+            "event_id": null,
+            "client_id": client.client_id.as_str(),
+            "type": "scheduled_review",
+            "occurred_at": rfc3339(now),
+            "reasons": schedule_reasons(client, now.date_naive()),
+            "batch": [],
+        }),
+    }
+}
+
+fn schedule_reasons(client: &Client, today: chrono::NaiveDate) -> Vec<String> {
+    let mut reasons = Vec::new();
+    let cover_ended = client.state.insurance.as_ref().and_then(|i| i.valid_until);
+    if cover_ended.is_some_and(|d| d < today) {
+        reasons.push("INSURANCE_EXPIRED".to_owned());
+    }
+    let days = client.max_days_past_due(today);
+    if let Some(step) = DAYS_PAST_DUE_STEPS.iter().rev().find(|s| days >= **s) {
+        reasons.push(format!("DAYS_PAST_DUE_{step}"));
+    }
+    reasons
+}
+
+fn risk_of(result: &PipelineResult) -> Option<Risk> {
+    let (score, band) = (result.score?, result.band?);
+    Some(Risk {
+        score,
+        band: RiskBand::parse(band.as_str()).unwrap_or(RiskBand::from_score(score)),
+        factors: result
+            .factors
+            .iter()
+            .map(|f| RiskFactor {
+                code: f.code.clone(),
+                points: f.points,
+            })
+            .collect(),
+    })
+}
+
+/// The next day time alone changes this client's risk.
+fn next_review(
+    conn: &mut AnyConnection,
+    client: &Client,
+    now: DateTime<Utc>,
+) -> Result<Option<chrono::NaiveDate>, ServiceError> {
+    let id = client.client_id.as_str();
+    let due = invoices::open_due_dates(conn, id)?;
+    let alerts = live::recent_alerts(conn, &[id], now)?;
+    Ok(next_review_on(
+        now.date_naive(),
+        due,
+        client.state.insurance.as_ref().and_then(|i| i.valid_until),
+        alerts.into_iter().map(|(_, _, at)| at),
+    ))
+}

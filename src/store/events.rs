@@ -1,0 +1,121 @@
+//! The client event log: append-only, one row per accepted event, in arrival order (`seq`).
+
+use std::collections::HashMap;
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::schema::client_events;
+use super::{AnyConnection, StoreError, classify};
+
+/// One stored event.
+#[derive(Clone, Debug, Queryable, Selectable)]
+#[diesel(table_name = client_events)]
+pub struct EventRow {
+    pub seq: i64,
+    pub event_id: String,
+    pub client_id: String,
+    pub event_type: String,
+    pub occurred_at: NaiveDateTime,
+    pub received_at: NaiveDateTime,
+    pub received_by: String,
+    pub body_sha256: String,
+    /// The normalised event, canonical JSON.
+    pub body: String,
+}
+
+/// An event to append.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = client_events)]
+pub struct NewEvent {
+    pub event_id: String,
+    pub client_id: String,
+    pub event_type: String,
+    pub occurred_at: NaiveDateTime,
+    pub received_at: NaiveDateTime,
+    pub received_by: String,
+    pub body_sha256: String,
+    pub body: String,
+}
+
+/// The events already logged under these ids: event id → (client id, body sha256).
+pub fn known(
+    conn: &mut AnyConnection,
+    event_ids: &[&str],
+) -> Result<HashMap<String, (String, String)>, StoreError> {
+    let mut found = HashMap::with_capacity(event_ids.len());
+    for chunk in event_ids.chunks(10_000) {
+        let rows: Vec<(String, String, String)> = client_events::table
+            .filter(client_events::event_id.eq_any(chunk))
+            .select((
+                client_events::event_id,
+                client_events::client_id,
+                client_events::body_sha256,
+            ))
+            .load(conn)
+            .map_err(classify)?;
+        for (id, client, sha) in rows {
+            found.insert(id, (client, sha));
+        }
+    }
+    Ok(found)
+}
+
+/// Appends the events; returns event id → seq.
+pub fn insert_many(
+    conn: &mut AnyConnection,
+    rows: &[NewEvent],
+) -> Result<HashMap<String, i64>, StoreError> {
+    let mut seqs = HashMap::with_capacity(rows.len());
+    // 8 columns a row: stay well under SQLite's 32766 bound values.
+    for chunk in rows.chunks(1_000) {
+        let returned: Vec<(String, i64)> =
+            per_backend!(conn, |c| diesel::insert_into(client_events::table)
+                .values(chunk)
+                .returning((client_events::event_id, client_events::seq))
+                .get_results(c))
+            .map_err(classify)?;
+        seqs.extend(returned);
+    }
+    Ok(seqs)
+}
+
+/// A client's events newest first, optionally of some types only, before `before` (a seq).
+pub fn page(
+    conn: &mut AnyConnection,
+    client_id: &str,
+    types: &[&str],
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<EventRow>, StoreError> {
+    let mut query = client_events::table
+        .filter(client_events::client_id.eq(client_id))
+        .order(client_events::seq.desc())
+        .limit(limit)
+        .select(EventRow::as_select())
+        .into_boxed();
+    if !types.is_empty() {
+        query = query.filter(client_events::event_type.eq_any(types.to_vec()));
+    }
+    if let Some(before) = before {
+        query = query.filter(client_events::seq.lt(before));
+    }
+    query.load(conn).map_err(classify)
+}
+
+/// A client's events oldest first, after `after` (a seq): the unit of a replay.
+pub fn replay_page(
+    conn: &mut AnyConnection,
+    client_id: &str,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<EventRow>, StoreError> {
+    client_events::table
+        .filter(client_events::client_id.eq(client_id))
+        .filter(client_events::seq.gt(after))
+        .order(client_events::seq.asc())
+        .limit(limit)
+        .select(EventRow::as_select())
+        .load(conn)
+        .map_err(classify)
+}

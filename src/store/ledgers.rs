@@ -1,0 +1,251 @@
+//! The event-projection columns of the clients table ([`Ledger`]) and what a limit review
+//! writes back (risk, limit, status, next review day).
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use diesel::prelude::*;
+
+use super::schema::clients;
+use super::{AnyConnection, StoreError, classify};
+use crate::domain::ledger::{Cover, Ledger};
+use crate::domain::{ClientId, ClientStatus, Currency, ExternalScore, LegalStatus, Risk};
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = clients)]
+struct LedgerRow {
+    client_id: String,
+    currency: String,
+    open_invoices_minor: i64,
+    invoices_paid: i64,
+    paid_late: i64,
+    total_days_late: i64,
+    insurer: Option<String>,
+    insured_minor: Option<i64>,
+    insurance_valid_until: Option<NaiveDate>,
+    insurance_changed_at: Option<NaiveDateTime>,
+    score_provider: Option<String>,
+    external_score: Option<i64>,
+    external_score_as_of: Option<NaiveDate>,
+    legal_status: String,
+    legal_status_changed_at: Option<NaiveDateTime>,
+}
+
+#[derive(AsChangeset)]
+#[diesel(table_name = clients)]
+#[diesel(treat_none_as_null = true)]
+struct LedgerChange<'a> {
+    open_invoices_minor: i64,
+    invoices_paid: i64,
+    paid_late: i64,
+    total_days_late: i64,
+    insurer: Option<&'a str>,
+    insured_minor: Option<i64>,
+    insurance_valid_until: Option<NaiveDate>,
+    insurance_changed_at: Option<NaiveDateTime>,
+    score_provider: Option<&'a str>,
+    external_score: Option<i64>,
+    external_score_as_of: Option<NaiveDate>,
+    legal_status: &'a str,
+    legal_status_changed_at: Option<NaiveDateTime>,
+    updated_at: NaiveDateTime,
+}
+
+/// A client as the projection needs it.
+#[derive(Clone, Debug)]
+pub struct Account {
+    pub client_id: ClientId,
+    pub currency: Currency,
+    pub ledger: Ledger,
+}
+
+impl LedgerRow {
+    fn into_account(self) -> Result<Account, StoreError> {
+        let bad = |field: &str, e: String| StoreError::corrupt(format!("clients.{field}: {e}"));
+        let insurance = match (self.insurer, self.insured_minor) {
+            (Some(insurer), Some(insured_minor)) => Some(Cover {
+                insurer,
+                insured_minor,
+                valid_until: self.insurance_valid_until,
+            }),
+            _ => None,
+        };
+        let external_score = match (
+            self.score_provider,
+            self.external_score,
+            self.external_score_as_of,
+        ) {
+            (Some(provider), Some(score), Some(as_of)) => Some(ExternalScore {
+                provider,
+                score,
+                as_of,
+            }),
+            _ => None,
+        };
+        Ok(Account {
+            client_id: ClientId::parse(&self.client_id).map_err(|e| bad("client_id", e))?,
+            currency: Currency::parse(&self.currency).map_err(|e| bad("currency", e))?,
+            ledger: Ledger {
+                open_invoices_minor: self.open_invoices_minor,
+                invoices_paid: self.invoices_paid,
+                paid_late: self.paid_late,
+                total_days_late: self.total_days_late,
+                insurance,
+                insurance_changed_at: self.insurance_changed_at.map(|t| t.and_utc()),
+                external_score,
+                legal_status: LegalStatus::parse(&self.legal_status)
+                    .map_err(|e| bad("legal_status", e))?,
+                legal_status_changed_at: self.legal_status_changed_at.map(|t| t.and_utc()),
+            },
+        })
+    }
+}
+
+/// The accounts of these clients (those that exist), in `client_id` order; on PostgreSQL
+/// their rows stay locked until the transaction ends, taken in that order so that two
+/// batches naming the same clients queue instead of deadlocking.
+pub fn lock_many(
+    conn: &mut AnyConnection,
+    client_ids: &[&str],
+) -> Result<Vec<Account>, StoreError> {
+    let query = || {
+        clients::table
+            .filter(clients::client_id.eq_any(client_ids))
+            .order(clients::client_id.asc())
+    };
+    // SQLite has no row locks: its write transaction already holds the database.
+    let rows = match conn {
+        AnyConnection::Postgres(pg) => query().select(LedgerRow::as_select()).for_update().load(pg),
+        AnyConnection::Sqlite(lite) => query().select(LedgerRow::as_select()).load(lite),
+    }
+    .map_err(classify)?;
+    rows.into_iter().map(LedgerRow::into_account).collect()
+}
+
+/// Writes the projection of a client.
+pub fn save(
+    conn: &mut AnyConnection,
+    client_id: &str,
+    ledger: &Ledger,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let cover = ledger.insurance.as_ref();
+    let score = ledger.external_score.as_ref();
+    diesel::update(clients::table.find(client_id))
+        .set(LedgerChange {
+            open_invoices_minor: ledger.open_invoices_minor,
+            invoices_paid: ledger.invoices_paid,
+            paid_late: ledger.paid_late,
+            total_days_late: ledger.total_days_late,
+            insurer: cover.map(|c| c.insurer.as_str()),
+            insured_minor: cover.map(|c| c.insured_minor),
+            insurance_valid_until: cover.and_then(|c| c.valid_until),
+            insurance_changed_at: ledger.insurance_changed_at.map(|t| t.naive_utc()),
+            score_provider: score.map(|s| s.provider.as_str()),
+            external_score: score.map(|s| s.score),
+            external_score_as_of: score.map(|s| s.as_of),
+            legal_status: ledger.legal_status.as_str(),
+            legal_status_changed_at: ledger.legal_status_changed_at.map(|t| t.naive_utc()),
+            updated_at: at.naive_utc(),
+        })
+        .execute(conn)
+        .map_err(classify)?;
+    Ok(())
+}
+
+/// What a review writes back on the client.
+#[derive(Debug)]
+pub struct Reviewed<'a> {
+    /// `None` keeps the risk held (the scoring stage failed).
+    pub risk: Option<&'a Risk>,
+    pub credit_limit_minor: i64,
+    pub status: ClientStatus,
+    pub next_review_on: Option<NaiveDate>,
+    pub at: DateTime<Utc>,
+}
+
+pub fn save_review(
+    conn: &mut AnyConnection,
+    client_id: &str,
+    r: &Reviewed<'_>,
+) -> Result<(), StoreError> {
+    let target = clients::table.find(client_id);
+    let common = (
+        clients::credit_limit_minor.eq(r.credit_limit_minor),
+        clients::status.eq(r.status.as_str()),
+        clients::next_review_on.eq(r.next_review_on),
+        clients::updated_at.eq(r.at.naive_utc()),
+    );
+    match r.risk {
+        Some(risk) => {
+            let factors = serde_json::to_string(&risk.factors).map_err(StoreError::corrupt)?;
+            diesel::update(target)
+                .set((
+                    common,
+                    clients::risk_score.eq(Some(i64::from(risk.score))),
+                    clients::risk_band.eq(Some(risk.band.as_str())),
+                    clients::risk_factors.eq(Some(factors)),
+                ))
+                .execute(conn)
+        }
+        None => diesel::update(target).set(common).execute(conn),
+    }
+    .map_err(classify)?;
+    Ok(())
+}
+
+/// Clients whose next review day has come, at most `limit`, in `client_id` order after `after`.
+pub fn due_for_review(
+    conn: &mut AnyConnection,
+    today: NaiveDate,
+    after: &str,
+    limit: i64,
+) -> Result<Vec<String>, StoreError> {
+    clients::table
+        .filter(clients::next_review_on.le(today))
+        .filter(clients::client_id.gt(after))
+        .order(clients::client_id.asc())
+        .limit(limit)
+        .select(clients::client_id)
+        .load(conn)
+        .map_err(classify)
+}
+
+/// Whether the client's next review day has come.
+pub fn review_due(
+    conn: &mut AnyConnection,
+    client_id: &str,
+    today: NaiveDate,
+) -> Result<bool, StoreError> {
+    let day: Option<Option<NaiveDate>> = clients::table
+        .find(client_id)
+        .select(clients::next_review_on)
+        .first(conn)
+        .optional()
+        .map_err(classify)?;
+    Ok(day.flatten().is_some_and(|d| d <= today))
+}
+
+/// Whether the client exists.
+pub fn exists(conn: &mut AnyConnection, client_id: &str) -> Result<bool, StoreError> {
+    let found: Option<String> = clients::table
+        .find(client_id)
+        .select(clients::client_id)
+        .first(conn)
+        .optional()
+        .map_err(classify)?;
+    Ok(found.is_some())
+}
+
+/// Client ids in order after `after`, at most `limit` (for passes over every client).
+pub fn ids_after(
+    conn: &mut AnyConnection,
+    after: &str,
+    limit: i64,
+) -> Result<Vec<String>, StoreError> {
+    clients::table
+        .filter(clients::client_id.gt(after))
+        .order(clients::client_id.asc())
+        .limit(limit)
+        .select(clients::client_id)
+        .load(conn)
+        .map_err(classify)
+}
