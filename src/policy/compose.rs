@@ -48,6 +48,10 @@ pub struct StageTrace {
     pub effects: Vec<Effect>,
     /// `print`/`debug` output of the script.
     pub logs: Vec<String>,
+    /// rhai operations the stage used (its whole budget when it ran out);
+    /// absent from traces stored before it existed.
+    #[serde(default)]
+    pub operations: u64,
     pub duration_us: u64,
     pub error: Option<StageError>,
 }
@@ -102,6 +106,8 @@ pub(crate) struct Composition {
     referred: bool,
     failed: bool,
     reasons: Vec<Reason>,
+    /// Keys of `decision` that effects changed since the map was last written.
+    stale: u16,
 }
 
 impl Composition {
@@ -127,6 +133,7 @@ impl Composition {
             referred: false,
             failed: false,
             reasons: Vec::new(),
+            stale: 0,
         }
     }
 
@@ -158,6 +165,11 @@ impl Composition {
             Action::BlockClient => self.client_status = Some(ClientStatus::Blocked),
             Action::UnblockClient => self.client_status = Some(ClientStatus::Active),
         }
+        self.stale |= DecisionField::changed_by(&effect.action)
+            .iter()
+            .fold(DecisionField::Outcome.bit(), |bits, field| {
+                bits | field.bit()
+            });
         self.reasons.push(effect.reason());
     }
 
@@ -198,38 +210,60 @@ impl Composition {
 
     /// `decision` as scripts see it; every key is always present (`()` when unknown)
     /// because reading a missing property is an error.
-    pub(crate) fn decision_map(&self) -> Dynamic {
+    pub(crate) fn decision_map(&mut self) -> Map {
+        self.stale = 0;
+        let mut map = Map::new();
+        // Largest key first: each insert then stops at a node's first key.
+        for field in DecisionField::ALL.into_iter().rev() {
+            map.insert(field.name().into(), self.decision_value(field));
+        }
+        map
+    }
+
+    /// Whether effects changed `decision` since it was last built or updated.
+    pub(crate) fn decision_is_stale(&self) -> bool {
+        self.stale != 0
+    }
+
+    /// Brings a map built by [`Self::decision_map`] up to date: only the keys
+    /// that effects changed since are rewritten.
+    pub(crate) fn update_decision_map(&mut self, map: &mut Map) {
+        for field in DecisionField::ALL {
+            if self.stale & field.bit() != 0 {
+                map.insert(field.name().into(), self.decision_value(field));
+            }
+        }
+        self.stale = 0;
+    }
+
+    fn decision_value(&self, field: DecisionField) -> Dynamic {
         let money = |v: Option<Decimal>| v.map_or(Dynamic::UNIT, Dynamic::from_decimal);
         let days = |v: Option<u32>| v.map_or(Dynamic::UNIT, |d| Dynamic::from_int(d.into()));
-        let mut map = Map::new();
-        let mut put = |key: &str, value: Dynamic| {
-            map.insert(key.into(), value);
-        };
-        put("outcome", self.outcome().as_str().into());
-        put("requested_amount", money(self.requested_amount));
-        put("approved_amount", money(self.approved_amount));
-        put("requested_terms_days", days(self.requested_terms_days));
-        put("terms_days", days(self.terms_days));
-        put(
-            "deposit_percent",
-            Dynamic::from_decimal(self.deposit_percent),
-        );
-        put("limit", money(self.limit));
-        put("credit_limit", money(self.credit_limit));
-        put(
-            "client_status",
-            match self.client_status {
+        match field {
+            DecisionField::Outcome => self.outcome().as_str().into(),
+            DecisionField::RequestedAmount => money(self.requested_amount),
+            DecisionField::ApprovedAmount => money(self.approved_amount),
+            DecisionField::RequestedTermsDays => days(self.requested_terms_days),
+            DecisionField::TermsDays => days(self.terms_days),
+            DecisionField::DepositPercent => Dynamic::from_decimal(self.deposit_percent),
+            DecisionField::Limit => money(self.limit),
+            DecisionField::CreditLimit => money(self.credit_limit),
+            DecisionField::ClientStatus => match self.client_status {
                 Some(ClientStatus::Active) => "active".into(),
                 Some(ClientStatus::Blocked) => "blocked".into(),
                 None => Dynamic::UNIT,
             },
-        );
-        let (score, band, factors) = match &self.score {
-            Some((score, band, factors)) => (
-                Dynamic::from_int((*score).into()),
-                Dynamic::from(band.as_str()),
-                factors
+            DecisionField::Score => self.score.as_ref().map_or(Dynamic::UNIT, |(score, ..)| {
+                Dynamic::from_int((*score).into())
+            }),
+            DecisionField::Band => self
+                .score
+                .as_ref()
+                .map_or(Dynamic::UNIT, |(_, band, _)| band.as_str().into()),
+            DecisionField::Factors => Dynamic::from_array(
+                self.score
                     .iter()
+                    .flat_map(|(.., factors)| factors)
                     .map(|f| {
                         let mut m = Map::new();
                         m.insert("code".into(), f.code.clone().into());
@@ -238,15 +272,10 @@ impl Composition {
                     })
                     .collect::<Array>(),
             ),
-            None => (Dynamic::UNIT, Dynamic::UNIT, Array::new()),
-        };
-        put("score", score);
-        put("band", band);
-        put("factors", Dynamic::from_array(factors));
-        put("declined", self.declined.into());
-        put("referred", self.referred.into());
-        put("minor_digits", Dynamic::from_int(self.minor_digits.into()));
-        Dynamic::from_map(map)
+            DecisionField::Declined => self.declined.into(),
+            DecisionField::Referred => self.referred.into(),
+            DecisionField::MinorDigits => Dynamic::from_int(self.minor_digits.into()),
+        }
     }
 
     pub(crate) fn finish(self, trace: Vec<StageTrace>) -> PipelineResult {
@@ -282,6 +311,172 @@ impl Composition {
             factors,
             reasons: self.reasons,
             trace,
+        }
+    }
+}
+
+/// The keys of `decision`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DecisionField {
+    Outcome,
+    RequestedAmount,
+    ApprovedAmount,
+    RequestedTermsDays,
+    TermsDays,
+    DepositPercent,
+    Limit,
+    CreditLimit,
+    ClientStatus,
+    Score,
+    Band,
+    Factors,
+    Declined,
+    Referred,
+    MinorDigits,
+}
+
+impl DecisionField {
+    /// In key order, as the map holds them.
+    const ALL: [Self; 15] = [
+        Self::ApprovedAmount,
+        Self::Band,
+        Self::ClientStatus,
+        Self::CreditLimit,
+        Self::Declined,
+        Self::DepositPercent,
+        Self::Factors,
+        Self::Limit,
+        Self::MinorDigits,
+        Self::Outcome,
+        Self::Referred,
+        Self::RequestedAmount,
+        Self::RequestedTermsDays,
+        Self::Score,
+        Self::TermsDays,
+    ];
+
+    fn bit(self) -> u16 {
+        1 << self as u16
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Outcome => "outcome",
+            Self::RequestedAmount => "requested_amount",
+            Self::ApprovedAmount => "approved_amount",
+            Self::RequestedTermsDays => "requested_terms_days",
+            Self::TermsDays => "terms_days",
+            Self::DepositPercent => "deposit_percent",
+            Self::Limit => "limit",
+            Self::CreditLimit => "credit_limit",
+            Self::ClientStatus => "client_status",
+            Self::Score => "score",
+            Self::Band => "band",
+            Self::Factors => "factors",
+            Self::Declined => "declined",
+            Self::Referred => "referred",
+            Self::MinorDigits => "minor_digits",
+        }
+    }
+
+    /// The keys an effect can change, `outcome` aside (any effect may change it).
+    /// Must follow [`Composition::apply`]: a key missing here would leave later
+    /// stages a stale `decision` (`updating_decision_equals_rebuilding_it…` checks).
+    fn changed_by(action: &Action) -> &'static [Self] {
+        match action {
+            Action::SetScore { .. } => &[Self::Score, Self::Band, Self::Factors],
+            Action::SetLimit { .. } => &[Self::Limit],
+            Action::CapAmount { .. } => &[Self::ApprovedAmount],
+            Action::RequireDeposit { .. } => &[Self::DepositPercent],
+            Action::LimitTerms { .. } => &[Self::TermsDays],
+            Action::Refer => &[Self::Referred],
+            Action::Decline => &[Self::Declined],
+            Action::Note => &[],
+            Action::SetCreditLimit { .. } => &[Self::CreditLimit],
+            Action::BlockClient | Action::UnblockClient => &[Self::ClientStatus],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn effect(action: Action) -> Effect {
+        Effect {
+            policy: "p".into(),
+            policy_version: 1,
+            action,
+            code: "X".into(),
+            message: "m".into(),
+        }
+    }
+
+    fn d(s: &str) -> Decimal {
+        s.parse().unwrap()
+    }
+
+    fn debug(map: &Map) -> String {
+        format!("{map:?}")
+    }
+
+    #[test]
+    fn decision_fields_are_listed_in_key_order() {
+        let names: Vec<&str> = DecisionField::ALL.iter().map(|f| f.name()).collect();
+        let mut sorted = names.clone();
+        sorted.sort_unstable();
+        assert_eq!(names, sorted);
+    }
+
+    #[test]
+    fn updating_decision_equals_rebuilding_it_for_every_effect() {
+        let actions = [
+            Action::SetScore {
+                score: 65,
+                band: Band::D,
+                factors: vec![Factor {
+                    code: "LATE".into(),
+                    points: 65,
+                }],
+            },
+            Action::SetLimit {
+                amount: d("40000.00"),
+            },
+            Action::CapAmount {
+                amount: d("800.00"),
+            },
+            Action::RequireDeposit { percent: d("30") },
+            Action::LimitTerms { days: 15 },
+            Action::Note,
+            Action::Refer,
+            Action::SetCreditLimit {
+                amount: d("20000.00"),
+            },
+            Action::BlockClient,
+            Action::UnblockClient,
+            Action::Decline,
+        ];
+        for trigger in [Trigger::CreditRequest, Trigger::ClientEvent] {
+            let baseline = Baseline {
+                requested_amount: Some(d("1000.00")),
+                requested_terms_days: Some(60),
+                credit_limit: Some(d("50000.00")),
+                minor_digits: 2,
+            };
+            let mut composition = Composition::new(trigger, &baseline);
+            let mut map = composition.decision_map();
+            assert!(!composition.decision_is_stale());
+            for action in &actions {
+                composition.apply(&effect(action.clone()));
+                assert!(composition.decision_is_stale(), "{action:?}");
+                composition.update_decision_map(&mut map);
+                assert!(!composition.decision_is_stale());
+                assert_eq!(
+                    debug(&map),
+                    debug(&composition.decision_map()),
+                    "{action:?}"
+                );
+            }
         }
     }
 }

@@ -202,10 +202,19 @@ fn convert(value: &Value, money: bool, depth: usize) -> Result<Dynamic, InputErr
             Dynamic::from_array(array)
         }
         Value::Object(fields) => {
-            let mut map = Map::new();
+            let mut items = Vec::with_capacity(fields.len());
             for (key, item) in fields {
                 let money = MONEY_FIELDS.contains(&key.as_str());
-                let item = convert(item, money, depth + 1).map_err(|e| e.within(key))?;
+                items.push((
+                    key,
+                    convert(item, money, depth + 1).map_err(|e| e.within(key))?,
+                ));
+            }
+            // JSON objects iterate in key order; a BTreeMap node is searched
+            // from its smallest key, so inserting the largest first makes each
+            // insert stop at the first comparison instead of the last.
+            let mut map = Map::new();
+            for (key, item) in items.into_iter().rev() {
                 map.insert(key.as_str().into(), item);
             }
             Dynamic::from_map(map)

@@ -22,6 +22,10 @@
 //! and rhai's `min`, `max`, `abs`, `round_half_up`. Beware `30 / 100` between
 //! two INTs is integer division (0): write `30.0 / 100` or start from an amount.
 //!
+//! # Scorecards
+//! `points_from(value, table)`, `points_under(value, table)` and
+//! `factors.add_factor(code, points)`: see the `scorecard` module.
+//!
 //! # Effects
 //! `set_score(score, band[, factors])`, `set_limit`, `cap_amount`,
 //! `require_deposit`, `limit_terms`, `refer`, `decline`, `note`, and for
@@ -39,9 +43,11 @@ mod cache;
 mod compose;
 mod effects;
 mod engine;
+mod fast_paths;
 mod input;
 mod money;
 mod pipeline;
+mod scorecard;
 pub mod testing;
 
 #[cfg(test)]

@@ -2,13 +2,19 @@
 
 use std::time::Instant;
 
-use rhai::{Engine, Scope};
+use rhai::{Dynamic, Engine, Map, Scope};
 
 use super::cache::CompiledPolicy;
 use super::compose::{Composition, PipelineResult, StageTrace};
 use super::effects::Effect;
 use super::engine::{Frame, Limits, eval_stage};
 use super::input::PolicyInput;
+
+/// The script variable holding what earlier stages decided.
+const DECISION: &str = "decision";
+/// Scope entries reserved per run: the inputs and a policy's variables
+/// (the default scoring policy declares about thirty).
+const SCOPE_CAPACITY: usize = 48;
 
 /// One stage of a pipeline: the active version of a named policy.
 #[derive(Debug, Clone)]
@@ -50,21 +56,32 @@ pub(crate) fn run(
     // One clone of the input per run; stages share it through the scope, whose
     // entries are constants (rhai refuses to mutate them) and which is rewound
     // after each stage so that no script variable leaks into the next one.
-    let mut scope = Scope::new();
+    // `decision` is built once and then only updated where effects changed it.
+    let mut scope = Scope::with_capacity(SCOPE_CAPACITY);
     scope.push_constant_dynamic(input.trigger.subject_name(), input.subject.clone());
     scope.push_constant_dynamic("client", input.client.clone());
+    scope.push_constant_dynamic(DECISION, Dynamic::from_map(composition.decision_map()));
     let base = scope.len();
     let mut trace = Vec::with_capacity(stages.len());
     for stage in stages {
         scope.rewind(base);
-        scope.push_constant_dynamic("decision", composition.decision_map());
+        if composition.decision_is_stale() {
+            update_decision(&mut scope, &mut composition);
+        }
         let frame = Frame::new(
             input.trigger,
             input.baseline.minor_digits,
             limits.max_effects,
         );
         let started = Instant::now();
-        let run = eval_stage(engine, limits, &mut scope, &stage.policy.ast, frame);
+        let run = eval_stage(
+            engine,
+            limits,
+            &mut scope,
+            &stage.policy.ast,
+            frame,
+            started,
+        );
         let duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         let effects: Vec<Effect> = run
             .effects
@@ -81,6 +98,7 @@ pub(crate) fn run(
             sha256: stage.policy.sha256().to_owned(),
             effects,
             logs: run.logs,
+            operations: run.operations,
             duration_us,
             error: run.error,
         });
@@ -90,4 +108,19 @@ pub(crate) fn run(
         }
     }
     composition.finish(trace)
+}
+
+/// Rewrites the keys of `decision` that effects changed. The entry is the
+/// last of the rewound scope: taken out, updated and pushed back, it is never
+/// rebuilt (a map of 15 keys costs more than most stages).
+fn update_decision(scope: &mut Scope<'static>, composition: &mut Composition) {
+    let map = match scope.remove::<Map>(DECISION) {
+        Some(mut map) => {
+            composition.update_decision_map(&mut map);
+            map
+        }
+        // Not reachable (scripts cannot remove scope entries); rebuild to be safe.
+        None => composition.decision_map(),
+    };
+    scope.push_constant_dynamic(DECISION, Dynamic::from_map(map));
 }

@@ -2,6 +2,7 @@
 
 mod default_policies;
 mod effects;
+mod helpers;
 mod pipeline;
 mod sandbox;
 

@@ -254,3 +254,44 @@ fn results_round_trip_through_json() {
                            "code": "TERMS_C", "message": "m"})
     );
 }
+
+#[test]
+fn the_trace_counts_operations_per_stage() {
+    let r = run(
+        &request("1.00"),
+        &[
+            "",
+            "let x = 0; for i in 0..100 { x += i; }",
+            "note(\"N\", \"m\");",
+        ],
+    );
+    let ops: Vec<u64> = r.trace.iter().map(|t| t.operations).collect();
+    assert_eq!(ops[0], 0);
+    assert!(ops[1] > 200 && ops[1] < 1_000, "{ops:?}");
+    assert!(ops[2] > 0 && ops[2] < 10, "{ops:?}");
+    let json = serde_json::to_value(&r.trace[1]).unwrap();
+    assert_eq!(json["operations"], ops[1]);
+    // Traces stored before the field existed still read back.
+    let mut old = json;
+    old.as_object_mut().unwrap().remove("operations");
+    let back: super::super::StageTrace = serde_json::from_value(old).unwrap();
+    assert_eq!(back.operations, 0);
+}
+
+#[test]
+fn decision_is_updated_between_stages_and_cannot_be_changed_by_one() {
+    let r = run(
+        &request("5000.00"),
+        &[
+            "let f = || decision; let d = decision; d.limit = 1; d.factors.push(1); f.call();",
+            "cap_amount(4000, \"CUT\", \"m\");",
+            "note(\"N\", \"m\");",
+            r#"if decision.limit == 50000 && decision.factors.len() == 0
+                  && decision.approved_amount == 4000 && decision.outcome == "conditional" {
+                   note("SAW_IT", "decision is as composed");
+               }"#,
+        ],
+    );
+    assert!(r.failed_stage().is_none(), "{r:#?}");
+    assert_eq!(r.reasons.last().unwrap().code, "SAW_IT", "{r:#?}");
+}

@@ -35,6 +35,7 @@ fn the_operation_limit_stops_a_loop() {
     let err = failure(&r);
     assert_eq!(err.kind, StageErrorKind::OperationLimit);
     assert_eq!(err.message, "stopped: more than 10000 operations");
+    assert_eq!(r.trace[0].operations, 10_000);
 }
 
 #[test]
