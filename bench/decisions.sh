@@ -1,0 +1,275 @@
+#!/usr/bin/env bash
+# The credit-decisions load benchmark, in one command:
+#
+#     bench/decisions.sh
+#
+# Builds the release server and tools/loadgen, starts `encours serve` on a fresh SQLite database
+# with its default settings (WAL, synchronous=FULL), creates realistic clients, then measures in
+# one run:
+#   1. GET /healthz, closed loop: the ceiling of the HTTP stack on this machine;
+#   2. POST /v1/credit-decisions, closed loop: the maximum decision rate;
+#   3. POST /v1/credit-decisions, open loop at $RATE/s: the latency at that rate, measured from
+#      each request's scheduled time (no coordinated omission);
+# and checks that the audit chain verifies and holds at least one record per decision answered.
+# Every decision is the real one: durable, reserved and audited. The server and the load
+# generator share the machine's cores.
+#
+# Settings (environment):
+#   DURATION=20          seconds of each decisions phase
+#   HEALTHZ_DURATION=10  seconds of the healthz phase
+#   CLIENTS=1000         clients created before the run, picked round robin
+#   CONNECTIONS=64       keep-alive connections of the closed-loop phases
+#   RATE=2000            decisions per second of the open-loop phase
+#   RATE_CONNECTIONS=64  connections of the open-loop phase
+#   LOADGEN_THREADS=1    threads of the load generator (0: one per core)
+#   BENCH_TMPDIR=$TMPDIR where the temporary database directory goes (must be a real disk)
+#   KEEP=0               1 keeps the temporary directory (database, server log, JSON results)
+#   SKIP_BUILD=0         1 uses the binaries already built
+#
+# Exit status 0 when every request was answered 2xx and the audit checks pass, whether or not
+# the goals are met (the summary says); 1 otherwise, with the summary printed first when the
+# run got that far. A server that cannot keep up with RATE makes phase 3 last until its queue
+# has drained (DURATION x RATE requests in all).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+DURATION=${DURATION:-20}
+HEALTHZ_DURATION=${HEALTHZ_DURATION:-10}
+CLIENTS=${CLIENTS:-1000}
+CONNECTIONS=${CONNECTIONS:-64}
+RATE=${RATE:-2000}
+RATE_CONNECTIONS=${RATE_CONNECTIONS:-64}
+LOADGEN_THREADS=${LOADGEN_THREADS:-1}
+BENCH_TMPDIR=${BENCH_TMPDIR:-${TMPDIR:-/tmp}}
+KEEP=${KEEP:-0}
+SKIP_BUILD=${SKIP_BUILD:-0}
+
+say() { printf '\n== %s\n' "$*" >&2; }
+die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
+
+for tool in cargo curl jq; do
+    command -v "$tool" >/dev/null || die "$tool is needed"
+done
+
+# The server's defaults, not whatever this shell exports: no ENCOURS_* setting leaks in.
+while IFS= read -r name; do unset "$name"; done < <(compgen -e | grep '^ENCOURS_' || true)
+
+if [[ $SKIP_BUILD != 1 ]]; then
+    say "building the release server and the load generator"
+    cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml"
+    cargo build --release --quiet --manifest-path "$ROOT/tools/loadgen/Cargo.toml"
+fi
+ENCOURS=$ROOT/target/release/encours
+LOADGEN=$ROOT/tools/loadgen/target/release/loadgen
+[[ -x $ENCOURS && -x $LOADGEN ]] || die "binaries missing (run without SKIP_BUILD=1)"
+
+# Other work on the machine takes cores from the server and the load generator alike.
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+if awk -v l="${LOAD_BEFORE%% *}" 'BEGIN { exit !(l > 0.5) }'; then
+    printf 'bench: WARNING: load average %s before the run: other processes are busy and will skew the figures\n' "$LOAD_BEFORE" >&2
+fi
+
+WORK=$(mktemp -d "$BENCH_TMPDIR/encours-bench.XXXXXX")
+FSTYPE=$(findmnt -n -o FSTYPE -T "$WORK" 2>/dev/null || stat -f -c %T "$WORK")
+if [[ $FSTYPE == tmpfs ]]; then
+    rm -rf "$WORK"
+    die "$BENCH_TMPDIR is a tmpfs, where fsync costs nothing: set BENCH_TMPDIR to a directory on disk"
+fi
+
+SERVER_PID=
+cleanup() {
+    local status=$?
+    if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill -TERM "$SERVER_PID" 2>/dev/null || true
+        for _ in $(seq 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+    fi
+    if [[ $status != 0 && -s $WORK/server.log ]]; then
+        printf '\nbench: failed; the last lines of the server log:\n' >&2
+        tail -n 20 "$WORK/server.log" >&2
+    fi
+    if [[ $KEEP == 1 || $status != 0 ]]; then
+        printf 'bench: kept %s\n' "$WORK" >&2
+    else
+        rm -rf "$WORK"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+    local port
+    for _ in $(seq 100); do
+        port=$((20000 + RANDOM % 40000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            echo "$port"
+            return
+        fi
+    done
+    die "no free port found"
+}
+
+PORT=$(free_port)
+BASE=http://127.0.0.1:$PORT
+export ENCOURS_DATABASE_URL="sqlite://$WORK/encours.db"
+export ENCOURS_BIND="127.0.0.1:$PORT"
+ENCOURS_JWT_SECRET=$(head -c 48 /dev/urandom | base64 | tr -d '\n')
+export ENCOURS_JWT_SECRET
+export ENCOURS_LOG=json RUST_LOG=warn
+
+say "starting encours serve on $BASE, database in $WORK"
+(cd "$WORK" && exec "$ENCOURS" serve >"$WORK/server.log" 2>&1) &
+SERVER_PID=$!
+for _ in $(seq 600); do
+    kill -0 "$SERVER_PID" 2>/dev/null || die "the server stopped at start"
+    [[ $(curl -s -o /dev/null -w '%{http_code}' "$BASE/readyz") == 200 ]] && break
+    sleep 0.1
+done
+[[ $(curl -s -o /dev/null -w '%{http_code}' "$BASE/readyz") == 200 ]] || die "the server is not ready"
+TOKEN=$(cd "$WORK" && "$ENCOURS" token --sub bench --scope all)
+export LOADGEN_TOKEN=$TOKEN
+
+say "creating $CLIENTS clients"
+# Realistic French (and some other euro-area) businesses: names, SIREN-like numbers, NACE
+# sectors, and limits from 5 to 50 million EUR, far above what the run can reserve.
+trades=("Boulangeries:C10.71" "Transports:H49.41" "Menuiserie:C16.23" "Garage:G45.20"
+    "Imprimerie:C18.12" "Pharmacie:G47.73" "Plomberie:F43.22" "Restaurant:I56.10"
+    "Negoce:G46.90" "Ingenierie:M71.12" "Fromagerie:C10.51" "Electricite:F43.21")
+names=(Martin Bernard Dubois Thomas Robert Richard Petit Durand Leroy Moreau Simon Laurent
+    Lefebvre Michel Garcia David Bertrand Roux Vincent Fournier)
+forms=(SAS SARL SA EURL)
+countries=(FR FR FR FR FR FR FR FR BE DE ES IT)
+limits=(5000000.00 10000000.00 10000000.00 20000000.00 50000000.00)
+: >"$WORK/clients.txt"
+: >"$WORK/clients.curl"
+for i in $(seq "$CLIENTS"); do
+    id=$(printf 'C-%06d' "$i")
+    trade=${trades[i % ${#trades[@]}]}
+    name="${trade%%:*} ${names[i * 7 % ${#names[@]}]} ${forms[i % ${#forms[@]}]}"
+    body=$(printf '{"name":"%s","registration_number":"%09d","country":"%s","sector":"%s","currency":"EUR","credit_limit":"%s"}' \
+        "$name" $((312000000 + i * 7919 % 687000000)) "${countries[i % ${#countries[@]}]}" \
+        "${trade##*:}" "${limits[i % ${#limits[@]}]}")
+    echo "$id" >>"$WORK/clients.txt"
+    # One curl process, one kept-alive connection: a config block per client.
+    ((i > 1)) && echo next >>"$WORK/clients.curl"
+    printf 'url = "%s/v1/clients/%s"\nrequest = "PUT"\nheader = "Authorization: Bearer %s"\nheader = "Content-Type: application/json"\ndata = "%s"\noutput = "/dev/null"\nwrite-out = "%%{http_code}\\n"\n' \
+        "$BASE" "$id" "$TOKEN" "${body//\"/\\\"}" >>"$WORK/clients.curl"
+done
+created=$(curl -s -K "$WORK/clients.curl" | grep -c '^201$' || true)
+[[ $created == "$CLIENTS" ]] || die "created $created of $CLIENTS clients"
+
+# Answers other than 2xx do not stop the run: they are counted and reported in the summary,
+# and make the script exit non-zero at the end.
+lg() {
+    server_alive
+    "$LOADGEN" --threads "$LOADGEN_THREADS" --allow-errors "$@"
+    server_alive
+}
+server_alive() {
+    kill -0 "$SERVER_PID" 2>/dev/null && return
+    local status=0
+    wait "$SERVER_PID" || status=$?
+    SERVER_PID=
+    if ((status > 128)); then
+        die "the server died: killed by signal $((status - 128)) ($(kill -l $((status - 128))))"
+    fi
+    die "the server exited with status $status"
+}
+# The server's CPU time so far, in clock ticks (user + system): CPU per request for each phase.
+server_ticks() { awk '{ print $14 + $15 }' "/proc/$SERVER_PID/stat"; }
+declare -A CPU
+decision='{"request_id":"bench-%s-{n}","client_id":"{client}","amount":"1250.00","currency":"EUR","requested_terms_days":30,"channel":"checkout","order_ref":"SO-%s-{n}"}'
+
+say "1/3 GET /healthz, closed loop, $CONNECTIONS connections, $HEALTHZ_DURATION s"
+t0=$(server_ticks)
+lg "$BASE/healthz" -c "$CONNECTIONS" -d "$HEALTHZ_DURATION" --json "$WORK/healthz.json"
+CPU[healthz]=$(($(server_ticks) - t0))
+
+say "2/3 POST /v1/credit-decisions, closed loop, $CONNECTIONS connections, $DURATION s"
+# shellcheck disable=SC2059
+t0=$(server_ticks)
+lg "$BASE/v1/credit-decisions" -X POST --body "$(printf "$decision" max max)" \
+    --clients-file "$WORK/clients.txt" -c "$CONNECTIONS" -d "$DURATION" --json "$WORK/max.json"
+CPU[max]=$(($(server_ticks) - t0))
+
+say "3/3 POST /v1/credit-decisions, open loop at $RATE/s, $RATE_CONNECTIONS connections, $DURATION s"
+# shellcheck disable=SC2059
+t0=$(server_ticks)
+lg "$BASE/v1/credit-decisions" -X POST --body "$(printf "$decision" rate rate)" \
+    --clients-file "$WORK/clients.txt" -c "$RATE_CONNECTIONS" -d "$DURATION" -r "$RATE" \
+    --json "$WORK/rate.json"
+CPU[rate]=$(($(server_ticks) - t0))
+
+say "verifying the audit chain"
+curl -sf --max-time 600 "$BASE/v1/audit/verify" -H "Authorization: Bearer $TOKEN" >"$WORK/verify.json" ||
+    die "GET /v1/audit/verify failed"
+decided=$(jq -s '[.[].statuses["201"] // 0] | add' "$WORK/max.json" "$WORK/rate.json")
+records=$(jq .records "$WORK/verify.json")
+[[ $(jq .ok "$WORK/verify.json") == true ]] || die "the audit chain does not verify: $(cat "$WORK/verify.json")"
+((records >= decided + CLIENTS)) ||
+    die "$records audit records for $decided decisions and $CLIENTS client creations"
+# A second look, straight in the database when the sqlite3 shell is here: one row per decision.
+rows="?"
+if command -v sqlite3 >/dev/null; then
+    rows=$(sqlite3 "file:$WORK/encours.db?mode=ro" 'SELECT count(*) FROM decisions')
+    ((rows >= decided)) || die "$rows decision rows for $decided decisions answered 201"
+fi
+
+# The summary.
+j() { jq -r "$1" "$WORK/$2.json"; }
+num() { LC_ALL=C printf '%.0f' "$1" | sed -e ':a' -e 's/\B[0-9]\{3\}\>/,&/' -e 'ta'; }
+healthz_rate=$(j .rate healthz)
+max_rate=$(j .rate max)
+p50=$(j .latency_ms.p50 rate)
+p99=$(j .latency_ms.p99 rate)
+verdict() { # value goal floor higher|lower
+    if [[ $4 == higher ]]; then
+        awk -v v="$1" -v g="$2" -v f="$3" 'BEGIN { print (v >= g ? "goal met" : v >= f ? "floor met, goal missed" : "BELOW FLOOR") }'
+    else
+        awk -v v="$1" -v g="$2" -v f="$3" 'BEGIN { print (v <= g ? "goal met" : v <= f ? "floor met, goal missed" : "ABOVE FLOOR") }'
+    fi
+}
+HZ=$(getconf CLK_TCK)
+row() { # label file
+    printf '%-44s %10s %10s %9.2f %9.2f %9.2f %9.2f %9.3f\n' "$1" "$(j .answered "$2")" "$(num "$(j .rate "$2")")" \
+        "$(j .latency_ms.p50 "$2")" "$(j .latency_ms.p99 "$2")" "$(j '.latency_ms["p99.9"]' "$2")" "$(j .latency_ms.max "$2")" \
+        "$(awk -v t="${CPU[$2]}" -v hz="$HZ" -v n="$(j .answered "$2")" 'BEGIN { print 1000 * t / hz / n }')"
+}
+commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+[[ -n $(git -C "$ROOT" status --porcelain -- src migrations Cargo.toml Cargo.lock 2>/dev/null) ]] && commit="$commit+changes"
+cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
+cat <<EOF
+
+Encours decisions benchmark — $(date -u +%Y-%m-%dT%H:%MZ), commit $commit
+machine: $(nproc) cores ($cpu), shared by the server (ENCOURS_WORKERS default: one per core)
+         and the load generator ($LOADGEN_THREADS thread(s)); loopback HTTP/1.1 keep-alive
+server:  release build, SQLite on $FSTYPE (WAL, synchronous=FULL, defaults), JSON logs at warn
+load:    average $LOAD_BEFORE before the run (other processes; ~0 for clean figures)
+data:    $CLIENTS clients; every decision durable, reserved and audited
+
+phase                                          answered     rate/s   p50 ms    p99 ms  p99.9 ms    max ms  srv CPU ms/req
+$(row "healthz, closed loop, $CONNECTIONS conn, ${HEALTHZ_DURATION}s" healthz)
+$(row "decisions, closed loop, $CONNECTIONS conn, ${DURATION}s" max)
+$(row "decisions, open loop at $RATE/s, $RATE_CONNECTIONS conn, ${DURATION}s" rate)
+(open loop latency from each request's scheduled time; service time p50 $(j .service_ms.p50 rate) ms, p99 $(j .service_ms.p99 rate) ms)
+
+decisions/s                   $(num "$max_rate")   goal >= 10,000, floor 5,000: $(verdict "$max_rate" 10000 5000 higher)
+healthz/s (HTTP ceiling)      $(num "$healthz_rate")
+decisions/healthz             $(awk -v d="$max_rate" -v h="$healthz_rate" 'BEGIN { printf "%.1f%%", 100 * d / h }')
+p50 at $RATE/s              $p50 ms
+p99 at $RATE/s              $p99 ms   goal <= 10 ms, floor 20 ms at 2,000/s: $([[ $RATE == 2000 ]] && verdict "$p99" 10 20 lower || echo "not judged at $RATE/s")
+audit                         verify ok, $records records >= $decided decisions answered 201 + $CLIENTS clients; $rows decision rows
+EOF
+if [[ $(j .saturated rate) == true ]]; then
+    echo "note: the server did not keep up with $RATE/s: the open-loop latency includes the queue"
+fi
+bad=0
+for phase in healthz max rate; do
+    n=$(j '.not_2xx + .failed' "$phase")
+    if ((n > 0)); then
+        echo "ERRORS in phase $phase: $n requests not answered 2xx: $(jq -c '{statuses, errors}' "$WORK/$phase.json")"
+        bad=$((bad + n))
+    fi
+done
+((bad == 0)) || die "$bad requests were not answered 2xx (see the server log)"
