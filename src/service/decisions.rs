@@ -10,7 +10,7 @@ use super::ServiceError;
 use super::answer::{CreditDecision, DecisionTerms, Deposit, ReasonView};
 use super::clients::profile_json;
 use super::committer::DecisionWriter;
-use super::evaluate::run_pipeline;
+use super::evaluate::{client_for, run_pipeline};
 use super::policies::PolicyRegistry;
 use crate::audit::{self, Entry, canonical_json};
 use crate::domain::{Client, ClientProfile, ClientStatus, CreditRequest, Money};
@@ -81,21 +81,7 @@ fn decide_locked(
     actor: &str,
 ) -> Result<Decided, ServiceError> {
     let now = Utc::now().trunc_subsecs(6);
-    let (client, is_new) = match client_table::find_locked(conn, &request.client_id)? {
-        Some(client) => (client, false),
-        None => (
-            request
-                .prospect_client(now)
-                .ok_or_else(|| ServiceError::UnknownClient(request.client_id.to_string()))?,
-            true,
-        ),
-    };
-    if client.currency != request.currency() {
-        return Err(ServiceError::CurrencyMismatch {
-            expected: client.currency.code().into(),
-            got: request.currency().code().into(),
-        });
-    }
+    let (client, is_new) = client_for(conn, request, now)?;
     let active = registry.active(conn)?;
     let evaluation = run_pipeline(
         registry,

@@ -33,16 +33,23 @@ pub struct Evaluation {
     pub policies: Vec<PolicyRef>,
 }
 
-/// The client the request is about: stored, or the prospect it describes.
+/// The client the request is about and whether it is new: the stored client (its row locked
+/// on PostgreSQL when called inside a write transaction), or the prospect the request
+/// describes. Refuses an unknown client without `prospect` and a currency other than the
+/// client's.
 pub fn client_for(
     conn: &mut AnyConnection,
     request: &CreditRequest,
-) -> Result<Client, ServiceError> {
-    let client = match client_table::find(conn, &request.client_id)? {
-        Some(client) => client,
-        None => request
-            .prospect_client(Utc::now())
-            .ok_or_else(|| ServiceError::UnknownClient(request.client_id.to_string()))?,
+    now: chrono::DateTime<Utc>,
+) -> Result<(Client, bool), ServiceError> {
+    let (client, is_new) = match client_table::find_locked(conn, &request.client_id)? {
+        Some(client) => (client, false),
+        None => (
+            request
+                .prospect_client(now)
+                .ok_or_else(|| ServiceError::UnknownClient(request.client_id.to_string()))?,
+            true,
+        ),
     };
     if client.currency != request.currency() {
         return Err(ServiceError::CurrencyMismatch {
@@ -50,7 +57,7 @@ pub fn client_for(
             got: request.currency().code().into(),
         });
     }
-    Ok(client)
+    Ok((client, is_new))
 }
 
 /// Runs the pipeline of `stages` for `request` on `client`.
@@ -97,7 +104,7 @@ pub async fn evaluate(
 ) -> Result<Evaluation, ServiceError> {
     store
         .run(move |conn| {
-            let client = client_for(conn, &request)?;
+            let (client, _) = client_for(conn, &request, Utc::now())?;
             let active = registry.active(conn)?;
             let mut stages = active.stages(Trigger::CreditRequest).to_vec();
             for (name, number) in &versions {
