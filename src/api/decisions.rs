@@ -44,7 +44,15 @@ pub async fn decide(
     body: Json<CreditRequestInput>,
 ) -> Result<HttpResponse, ApiError> {
     let request = body.0.validate()?;
-    let decided = service::decide(&state.decisions, request, auth.actor()).await?;
+    let decided = service::decide(
+        &state.store,
+        state.policies.clone(),
+        &state.decisions,
+        ttl(&state),
+        request,
+        auth.actor(),
+    )
+    .await?;
     Ok(if decided.created {
         HttpResponse::Created().json(decided.decision)
     } else {

@@ -181,7 +181,8 @@ pub struct ClientProfile {
 }
 
 /// The stored client with its live state, exact to the minor unit.
-#[derive(Clone, Debug)]
+/// `PartialEq` lets the decision writer tell whether the state a decision relied on still holds.
+#[derive(Clone, Debug, PartialEq)]
 pub struct Client {
     pub client_id: ClientId,
     pub name: String,
@@ -198,7 +199,7 @@ pub struct Client {
 }
 
 /// The projection of the client's events. Kept in storage, never made up here.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct LiveState {
     pub open_invoices: Money,
     pub reserved: Money,
@@ -216,7 +217,7 @@ pub struct LiveState {
     pub risk: Option<Risk>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Insurance {
     pub insurer: String,
     pub insured_amount: Money,
@@ -230,14 +231,14 @@ pub struct ExternalScore {
     pub as_of: NaiveDate,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Risk {
     pub score: u8,
     pub band: RiskBand,
     pub factors: Vec<RiskFactor>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RiskFactor {
     pub code: String,
     pub points: i64,

@@ -1,6 +1,7 @@
 //! Group commit for decisions. Every decision is one transaction's worth of writes (decision,
-//! reservation, audit record, chain head) and the commit's fsync dominates its cost. One writer
-//! thread per process takes every decision waiting in its queue, runs each in its own savepoint
+//! reservation, audit record, chain head) and the commit's fsync dominates its cost. Requests
+//! evaluate their policies in parallel and hand the writer a draft; one writer thread per
+//! process takes every draft waiting in its queue, checks and writes each in its own savepoint
 //! of one transaction and commits once: the fsync is paid per batch, a failing decision undoes
 //! only its own writes, and nobody is answered before the commit that makes them durable.
 
@@ -11,10 +12,11 @@ use chrono::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use super::ServiceError;
-use super::decisions::{Decided, decide_in_tx};
+use super::decisions::{Decided, Draft, commit_in_tx};
 use super::policies::PolicyRegistry;
-use crate::domain::CreditRequest;
-use crate::store::{Conflict, Store, savepoint, write_tx};
+use crate::audit::Chain;
+use crate::store::policies as policy_table;
+use crate::store::{AnyConnection, Conflict, Store, savepoint, write_tx};
 
 /// Most decisions in one transaction: bounds the time the write lock is held.
 const MAX_BATCH: usize = 256;
@@ -24,9 +26,7 @@ const QUEUE: usize = 4096;
 const ATTEMPTS: usize = 3;
 
 struct Job {
-    request: CreditRequest,
-    sha: String,
-    actor: String,
+    draft: Option<Draft>,
     reply: oneshot::Sender<Result<Decided, ServiceError>>,
 }
 
@@ -50,18 +50,11 @@ impl DecisionWriter {
         Ok(Self { queue })
     }
 
-    /// Queues the decision and waits for the commit that makes it durable.
-    pub async fn decide(
-        &self,
-        request: CreditRequest,
-        sha: String,
-        actor: String,
-    ) -> Result<Decided, ServiceError> {
+    /// Queues the draft and waits for the commit that makes its decision durable.
+    pub(crate) async fn decide(&self, draft: Draft) -> Result<Decided, ServiceError> {
         let (reply, answer) = oneshot::channel();
         let job = Job {
-            request,
-            sha,
-            actor,
+            draft: Some(draft),
             reply,
         };
         self.queue
@@ -89,27 +82,25 @@ fn run(mut jobs: mpsc::Receiver<Job>, store: &Store, registry: &PolicyRegistry, 
     }
 }
 
-fn commit_batch(batch: Vec<Job>, store: &Store, registry: &PolicyRegistry, ttl: Duration) {
+fn commit_batch(mut batch: Vec<Job>, store: &Store, registry: &PolicyRegistry, ttl: Duration) {
     let mut conn = match store.get() {
         Ok(conn) => conn,
         Err(e) => return fail_all(batch, &ServiceError::Store(e)),
     };
     let outcome = write_tx(&mut conn, |conn| {
+        // Read once: an activation committed during the batch applies from the next one.
+        let generation = policy_table::generation(conn)?;
+        let mut chain = Chain::lock(conn)?;
         let results: Vec<Result<Decided, ServiceError>> = batch
-            .iter()
+            .iter_mut()
             .map(|job| {
-                let mut attempt = 1;
-                loop {
-                    let result = savepoint(conn, |c| {
-                        decide_in_tx(c, registry, ttl, &job.request, &job.sha, &job.actor)
-                    });
-                    match result {
-                        Err(e) if e.is_conflict() && attempt < ATTEMPTS => attempt += 1,
-                        other => return other,
-                    }
-                }
+                let Some(draft) = job.draft.take() else {
+                    return Err(ServiceError::Internal("a decision was queued twice".into()));
+                };
+                commit_one(conn, &mut chain, registry, ttl, generation, draft)
             })
             .collect();
+        chain.finish(conn)?;
         Ok::<_, ServiceError>(results)
     });
     match outcome {
@@ -121,6 +112,37 @@ fn commit_batch(batch: Vec<Job>, store: &Store, registry: &PolicyRegistry, ttl: 
             }
         }
         Err(e) => fail_all(batch, &e),
+    }
+}
+
+/// One draft in its own savepoint; a conflict with another process (PostgreSQL) is retried
+/// on the state as it is then.
+fn commit_one(
+    conn: &mut AnyConnection,
+    chain: &mut Chain,
+    registry: &PolicyRegistry,
+    ttl: Duration,
+    generation: i64,
+    draft: Draft,
+) -> Result<Decided, ServiceError> {
+    let mut draft = draft;
+    let mut attempt = 1;
+    loop {
+        let (retry, before) = (draft.clone(), chain.clone());
+        let result = savepoint(conn, |c| {
+            commit_in_tx(c, chain, registry, ttl, generation, draft)
+        });
+        if result.is_err() {
+            // The savepoint undid its records: the chain goes on from where it was.
+            *chain = before;
+        }
+        match result {
+            Err(e) if e.is_conflict() && attempt < ATTEMPTS => {
+                attempt += 1;
+                draft = retry;
+            }
+            other => return other,
+        }
     }
 }
 

@@ -1,6 +1,8 @@
 //! The main path: decide on a credit request, reserve what was approved, record the proof —
 //! all in one transaction — and the manual review of what the policies referred.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 use rust_decimal::Decimal;
 use serde_json::json;
@@ -10,9 +12,9 @@ use super::ServiceError;
 use super::answer::{CreditDecision, DecisionTerms, Deposit, ReasonView};
 use super::clients::profile_json;
 use super::committer::DecisionWriter;
-use super::evaluate::{client_for, run_pipeline};
+use super::evaluate::{Read, client_for, run_pipeline};
 use super::policies::PolicyRegistry;
-use crate::audit::{self, Entry, canonical_json};
+use crate::audit::{self, Chain, Entry, Header, canonical_json};
 use crate::domain::{Client, ClientProfile, ClientStatus, CreditRequest, Money};
 use crate::policy::Trigger;
 use crate::store::clients as client_table;
@@ -27,31 +29,198 @@ pub struct Decided {
     pub created: bool,
 }
 
-/// Decides on `request`: idempotent by `request_id`; the client's row is locked for the
-/// evaluation, so concurrent orders of one client are decided one after the other on fresh
-/// exposure and can never reserve more than the limit leaves. The writes are group-committed.
+/// Decides on `request`, idempotent by `request_id`. The policies run here, in parallel with
+/// other requests, on the client's state as read; the decision writer then checks, under the
+/// write lock, that this state still holds before it reserves and records (group-committed),
+/// and decides again on the new state when it does not. Concurrent orders of one client can
+/// therefore never reserve more than the limit leaves.
 pub async fn decide(
+    store: &Store,
+    registry: Arc<PolicyRegistry>,
     writer: &DecisionWriter,
+    ttl: Duration,
     request: CreditRequest,
     actor: String,
 ) -> Result<Decided, ServiceError> {
     let sha = hex::encode(Sha256::digest(canonical_json(&request.idempotency_json())));
-    writer.decide(request, sha, actor).await
+    let prepared = store
+        .run(move |conn| {
+            if let Some(row) = table::by_request_id(conn, &request.request_id)? {
+                return replay(row, &sha).map(Prepared::Answered);
+            }
+            let now = Utc::now().trunc_subsecs(6);
+            let client = client_for(conn, &request, now, Read::Unlocked)?;
+            draft(conn, &registry, ttl, request, sha, actor, client, now)
+                .map(|d| Prepared::Draft(Box::new(d)))
+        })
+        .await?;
+    match prepared {
+        Prepared::Answered(decided) => Ok(decided),
+        Prepared::Draft(draft) => writer.decide(*draft).await,
+    }
 }
 
-/// One decision inside the caller's write transaction: a retry is answered from the record.
-pub(crate) fn decide_in_tx(
+enum Prepared {
+    /// A retry of a request already decided.
+    Answered(Decided),
+    Draft(Box<Draft>),
+}
+
+/// A decision made on the client's state as read, not yet written: the state it relied on,
+/// so the writer can check it still holds, and everything the writer records.
+#[derive(Clone, Debug)]
+pub(crate) struct Draft {
+    request: CreditRequest,
+    sha: String,
+    actor: String,
+    now: DateTime<Utc>,
+    /// The client as the policies saw it, and whether it is a prospect met now.
+    client: Client,
+    is_new: bool,
+    /// The policy generation the stages came from.
+    generation: i64,
+    terms: DecisionTerms,
+    approved: Money,
+    decision_id: String,
+    expires_at: Option<DateTime<Utc>>,
+    /// The audit record's payload, in canonical JSON.
+    audit_payload: String,
+}
+
+/// Runs the active `credit_request` pipeline on `client` and builds the decision to write.
+#[allow(clippy::too_many_arguments)]
+fn draft(
     conn: &mut AnyConnection,
     registry: &PolicyRegistry,
     ttl: Duration,
-    request: &CreditRequest,
-    sha: &str,
-    actor: &str,
+    request: CreditRequest,
+    sha: String,
+    actor: String,
+    (client, is_new): (Client, bool),
+    now: DateTime<Utc>,
+) -> Result<Draft, ServiceError> {
+    let active = registry.active(conn)?;
+    let evaluation = run_pipeline(
+        registry,
+        active.stages(Trigger::CreditRequest),
+        &request,
+        client,
+    )?;
+    let terms = DecisionTerms::from_evaluation(&evaluation);
+    let approved = Money::parse(&terms.approved_amount, evaluation.client.currency)
+        .map_err(|e| ServiceError::Internal(format!("amount {}: {e}", terms.approved_amount)))?;
+    let decision_id = uuid::Uuid::now_v7().to_string();
+    let expires_at = terms.reserves().then(|| now + ttl);
+    let audit_payload = canonical_json(&json!({
+        "decision_id": decision_id,
+        "request": request.idempotency_json(),
+        "request_sha256": sha,
+        "client": evaluation.client_view,
+        "policies": evaluation.policies,
+        "result": evaluation.result,
+        "answer": terms,
+        "expires_at": expires_at.map(audit::rfc3339),
+    }));
+    Ok(Draft {
+        request,
+        sha,
+        actor,
+        now,
+        client: evaluation.client,
+        is_new,
+        generation: active.generation,
+        terms,
+        approved,
+        decision_id,
+        expires_at,
+        audit_payload,
+    })
+}
+
+/// Writes `draft` inside the writer's transaction when what it relied on still holds — the
+/// request not decided meanwhile, the client's state and the policy generation unchanged —
+/// and otherwise decides again on the state as it is now. A retry is answered from the record.
+pub(crate) fn commit_in_tx(
+    conn: &mut AnyConnection,
+    chain: &mut Chain,
+    registry: &PolicyRegistry,
+    ttl: Duration,
+    generation: i64,
+    draft: Draft,
 ) -> Result<Decided, ServiceError> {
-    if let Some(row) = table::by_request_id(conn, &request.request_id)? {
-        return replay(row, sha);
+    if let Some(row) = table::by_request_id(conn, &draft.request.request_id)? {
+        return replay(row, &draft.sha);
     }
-    decide_locked(conn, registry, ttl, request, sha, actor)
+    let now = Utc::now().trunc_subsecs(6);
+    let current = client_for(conn, &draft.request, now, Read::Locked)?;
+    let holds = !draft.is_new
+        && !current.1
+        && current.0 == draft.client
+        && draft.generation == generation
+        && draft.now.date_naive() == now.date_naive();
+    let draft = if holds {
+        draft
+    } else {
+        let Draft {
+            request,
+            sha,
+            actor,
+            ..
+        } = draft;
+        self::draft(conn, registry, ttl, request, sha, actor, current, now)?
+    };
+    write(conn, chain, draft)
+}
+
+/// Reserves, creates the prospect if the request introduced one, and records the decision
+/// with its audit record.
+fn write(conn: &mut AnyConnection, chain: &mut Chain, d: Draft) -> Result<Decided, ServiceError> {
+    if d.is_new {
+        let limit = Money::parse(&d.terms.credit_limit, d.client.currency)
+            .map_err(|e| ServiceError::Internal(format!("limit {}: {e}", d.terms.credit_limit)))?;
+        create_prospect(conn, chain, &d.client, limit, &d.actor, d.now)?;
+    }
+    reserve(
+        conn,
+        &d.decision_id,
+        &d.request.client_id,
+        d.approved,
+        d.now,
+        d.expires_at,
+    )?;
+    let audit = chain.append(
+        conn,
+        Header {
+            kind: "decision",
+            subject: format!("decision:{}", d.decision_id),
+            client_id: Some(d.request.client_id.to_string()),
+            actor: d.actor.clone(),
+        },
+        d.audit_payload,
+    )?;
+    let decision = CreditDecision {
+        decision_id: d.decision_id,
+        request_id: d.request.request_id.clone(),
+        client_id: d.request.client_id.to_string(),
+        terms: d.terms,
+        decided_at: d.now,
+        expires_at: d.expires_at,
+        resolves: None,
+        comment: None,
+        decided_by: d.actor,
+        audit,
+    };
+    store_decision(
+        conn,
+        &decision,
+        &d.sha,
+        d.request.channel.as_str(),
+        d.approved.minor(),
+    )?;
+    Ok(Decided {
+        decision,
+        created: true,
+    })
 }
 
 fn replay(row: DecisionRow, sha: &str) -> Result<Decided, ServiceError> {
@@ -70,93 +239,6 @@ fn replay(row: DecisionRow, sha: &str) -> Result<Decided, ServiceError> {
 fn parse_answer(row: &DecisionRow) -> Result<CreditDecision, ServiceError> {
     serde_json::from_str(&row.answer)
         .map_err(|e| ServiceError::Internal(format!("decision {}: {e}", row.decision_id)))
-}
-
-fn decide_locked(
-    conn: &mut AnyConnection,
-    registry: &PolicyRegistry,
-    ttl: Duration,
-    request: &CreditRequest,
-    sha: &str,
-    actor: &str,
-) -> Result<Decided, ServiceError> {
-    let now = Utc::now().trunc_subsecs(6);
-    let (client, is_new) = client_for(conn, request, now)?;
-    let active = registry.active(conn)?;
-    let evaluation = run_pipeline(
-        registry,
-        active.stages(Trigger::CreditRequest),
-        request,
-        client,
-    )?;
-    let terms = DecisionTerms::from_evaluation(&evaluation);
-    let currency = evaluation.client.currency;
-    let amount = |text: &str| {
-        Money::parse(text, currency)
-            .map_err(|e| ServiceError::Internal(format!("amount {text}: {e}")))
-    };
-    if is_new {
-        create_prospect(
-            conn,
-            &evaluation.client,
-            amount(&terms.credit_limit)?,
-            actor,
-            now,
-        )?;
-    }
-    let decision_id = uuid::Uuid::now_v7().to_string();
-    let approved = amount(&terms.approved_amount)?;
-    let expires_at = terms.reserves().then(|| now + ttl);
-    reserve(
-        conn,
-        &decision_id,
-        &request.client_id,
-        approved,
-        now,
-        expires_at,
-    )?;
-    let audit = audit::append(
-        conn,
-        Entry {
-            kind: "decision",
-            subject: format!("decision:{decision_id}"),
-            client_id: Some(request.client_id.to_string()),
-            actor: actor.to_owned(),
-            payload: json!({
-                "decision_id": decision_id,
-                "request": request.idempotency_json(),
-                "request_sha256": sha,
-                "client": evaluation.client_view,
-                "policies": evaluation.policies,
-                "result": evaluation.result,
-                "answer": terms,
-                "expires_at": expires_at.map(audit::rfc3339),
-            }),
-        },
-    )?;
-    let decision = CreditDecision {
-        decision_id,
-        request_id: request.request_id.clone(),
-        client_id: request.client_id.to_string(),
-        terms,
-        decided_at: now,
-        expires_at,
-        resolves: None,
-        comment: None,
-        decided_by: actor.to_owned(),
-        audit,
-    };
-    store_decision(
-        conn,
-        &decision,
-        sha,
-        request.channel.as_str(),
-        approved.minor(),
-    )?;
-    Ok(Decided {
-        decision,
-        created: true,
-    })
 }
 
 /// Holds `amount` for the decision until `expires_at` (nothing to hold for a zero amount or
@@ -192,6 +274,7 @@ fn reserve(
 /// policies opened for it, so its available credit reads true from now on.
 fn create_prospect(
     conn: &mut AnyConnection,
+    chain: &mut Chain,
     client: &Client,
     limit: Money,
     actor: &str,
@@ -219,20 +302,20 @@ fn create_prospect(
         true,
         now,
     )?;
-    audit::append(
+    chain.append(
         conn,
-        Entry {
+        Header {
             kind: "client.created",
             subject: format!("client:{}", client.client_id),
             client_id: Some(client.client_id.to_string()),
             actor: actor.to_owned(),
-            payload: json!({
-                "client_id": client.client_id.as_str(),
-                "before": null,
-                "after": profile_json(&profile, ClientStatus::Active, true),
-                "source": "credit_request",
-            }),
         },
+        canonical_json(&json!({
+            "client_id": client.client_id.as_str(),
+            "before": null,
+            "after": profile_json(&profile, ClientStatus::Active, true),
+            "source": "credit_request",
+        })),
     )?;
     Ok(())
 }

@@ -33,16 +33,28 @@ pub struct Evaluation {
     pub policies: Vec<PolicyRef>,
 }
 
-/// The client the request is about and whether it is new: the stored client (its row locked
-/// on PostgreSQL when called inside a write transaction), or the prospect the request
-/// describes. Refuses an unknown client without `prospect` and a currency other than the
-/// client's.
+/// How a client is read: `Locked` inside a write transaction (its row locked on PostgreSQL
+/// until the commit), `Unlocked` for an evaluation that writes nothing by itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Read {
+    Locked,
+    Unlocked,
+}
+
+/// The client the request is about and whether it is new: the stored client, or the prospect
+/// the request describes. Refuses an unknown client without `prospect` and a currency other
+/// than the client's.
 pub fn client_for(
     conn: &mut AnyConnection,
     request: &CreditRequest,
     now: chrono::DateTime<Utc>,
+    read: Read,
 ) -> Result<(Client, bool), ServiceError> {
-    let (client, is_new) = match client_table::find_locked(conn, &request.client_id)? {
+    let stored = match read {
+        Read::Locked => client_table::find_locked(conn, &request.client_id)?,
+        Read::Unlocked => client_table::find_at(conn, &request.client_id, now)?,
+    };
+    let (client, is_new) = match stored {
         Some(client) => (client, false),
         None => (
             request
@@ -104,7 +116,7 @@ pub async fn evaluate(
 ) -> Result<Evaluation, ServiceError> {
     store
         .run(move |conn| {
-            let (client, _) = client_for(conn, &request, Utc::now())?;
+            let (client, _) = client_for(conn, &request, Utc::now(), Read::Unlocked)?;
             let active = registry.active(conn)?;
             let mut stages = active.stages(Trigger::CreditRequest).to_vec();
             for (name, number) in &versions {

@@ -21,24 +21,29 @@ pub struct AuditRow {
     pub hash: String,
 }
 
-/// Takes the next sequence number and the previous hash under the head's write lock
-/// (row lock on PostgreSQL, the database write lock on SQLite), held until the caller commits.
-pub fn advance_head(conn: &mut AnyConnection) -> Result<(i64, String), StoreError> {
+/// Locks the chain's head until the caller commits (its row on PostgreSQL; on SQLite the write
+/// transaction already holds the database lock) and reads the last sequence and hash.
+pub fn lock_head(conn: &mut AnyConnection) -> Result<(i64, String), StoreError> {
     diesel::update(audit_head::table.filter(audit_head::id.eq(1)))
-        .set(audit_head::sequence.eq(audit_head::sequence + 1))
+        .set(audit_head::sequence.eq(audit_head::sequence))
         .returning((audit_head::sequence, audit_head::hash))
         .get_result(conn)
         .map_err(classify)
 }
 
-/// Writes the record and moves the head's hash to it.
+/// Moves the head to the last record appended.
+pub fn set_head(conn: &mut AnyConnection, sequence: i64, hash: &str) -> Result<(), StoreError> {
+    diesel::update(audit_head::table.filter(audit_head::id.eq(1)))
+        .set((audit_head::sequence.eq(sequence), audit_head::hash.eq(hash)))
+        .execute(conn)
+        .map_err(classify)?;
+    Ok(())
+}
+
+/// Writes one record (the head is moved by [`set_head`]).
 pub fn insert(conn: &mut AnyConnection, row: &AuditRow) -> Result<(), StoreError> {
     diesel::insert_into(audit_records::table)
         .values(row)
-        .execute(conn)
-        .map_err(classify)?;
-    diesel::update(audit_head::table.filter(audit_head::id.eq(1)))
-        .set(audit_head::hash.eq(&row.hash))
         .execute(conn)
         .map_err(classify)?;
     Ok(())
@@ -48,7 +53,7 @@ pub fn get(conn: &mut AnyConnection, sequence: i64) -> Result<Option<AuditRow>, 
     audit_records::table
         .find(sequence)
         .select(AuditRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()
         .map_err(classify)
 }

@@ -158,7 +158,7 @@ pub fn find_at(
     let row = clients::table
         .find(id.as_str())
         .select(ClientRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()
         .map_err(classify)?;
     with_read_time(conn, row, now)
@@ -170,9 +170,7 @@ fn with_read_time(
     now: DateTime<Utc>,
 ) -> Result<Option<Client>, StoreError> {
     let Some(row) = row else { return Ok(None) };
-    let read = live::for_clients(conn, &[row.client_id.as_str()], now)?
-        .remove(&row.client_id)
-        .unwrap_or_default();
+    let read = live::for_client(conn, &row.client_id, now)?;
     row.into_client(&read).map(Some)
 }
 
@@ -186,11 +184,11 @@ pub fn find_locked(conn: &mut AnyConnection, id: &ClientId) -> Result<Option<Cli
         AnyConnection::Postgres(pg) => by_id()
             .select(ClientRow::as_select())
             .for_update()
-            .first(pg)
+            .get_result(pg)
             .optional(),
         AnyConnection::Sqlite(lite) => by_id()
             .select(ClientRow::as_select())
-            .first(lite)
+            .get_result(lite)
             .optional(),
     };
     let row = row.map_err(classify)?;

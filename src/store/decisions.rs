@@ -47,7 +47,7 @@ pub fn get(conn: &mut AnyConnection, decision_id: &str) -> Result<Option<Decisio
     decisions::table
         .find(decision_id)
         .select(DecisionRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()
         .map_err(classify)
 }
@@ -59,7 +59,7 @@ pub fn by_request_id(
     decisions::table
         .filter(decisions::request_id.eq(request_id))
         .select(DecisionRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()
         .map_err(classify)
 }

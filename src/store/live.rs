@@ -22,6 +22,22 @@ pub struct ReadTime {
     pub alerts_positive: i64,
 }
 
+impl ReadTime {
+    fn add_overdue(&mut self, due_on: NaiveDate, open_minor: i64) {
+        self.overdue_minor += open_minor;
+        self.oldest_overdue_due_on =
+            Some(self.oldest_overdue_due_on.map_or(due_on, |d| d.min(due_on)));
+    }
+
+    fn add_alert(&mut self, negative: bool) {
+        if negative {
+            self.alerts_negative += 1;
+        } else {
+            self.alerts_positive += 1;
+        }
+    }
+}
+
 /// The read-time figures of several clients, in three queries.
 pub fn for_clients(
     conn: &mut AnyConnection,
@@ -33,20 +49,47 @@ pub fn for_clients(
         out.entry(client).or_default().reserved_minor = minor;
     }
     for (client, due_on, open) in overdue(conn, client_ids, now.date_naive())? {
-        let read = out.entry(client).or_default();
-        read.overdue_minor += open;
-        read.oldest_overdue_due_on =
-            Some(read.oldest_overdue_due_on.map_or(due_on, |d| d.min(due_on)));
+        out.entry(client).or_default().add_overdue(due_on, open);
     }
     for (client, negative, _) in recent_alerts(conn, client_ids, now)? {
-        let read = out.entry(client).or_default();
-        if negative {
-            read.alerts_negative += 1;
-        } else {
-            read.alerts_positive += 1;
-        }
+        out.entry(client).or_default().add_alert(negative);
     }
     Ok(out)
+}
+
+/// One client's figures: the same three queries by `=`, whose statements SQLite keeps
+/// prepared (an `IN` list is parsed anew each time); this is the decision path's read.
+pub fn for_client(
+    conn: &mut AnyConnection,
+    client_id: &str,
+    now: DateTime<Utc>,
+) -> Result<ReadTime, StoreError> {
+    let mut read = ReadTime {
+        reserved_minor: reservations::reserved_minor(conn, client_id, now.naive_utc())?,
+        ..ReadTime::default()
+    };
+    let overdue: Vec<(Option<NaiveDate>, i64)> = invoices::table
+        .filter(invoices::client_id.eq(client_id))
+        .filter(invoices::open_minor.gt(0))
+        .filter(invoices::due_on.lt(now.date_naive()))
+        .select((invoices::due_on, invoices::open_minor))
+        .load(conn)
+        .map_err(classify)?;
+    for (due_on, open) in overdue {
+        if let Some(due_on) = due_on {
+            read.add_overdue(due_on, open);
+        }
+    }
+    let alerts: Vec<bool> = sales_alerts::table
+        .filter(sales_alerts::client_id.eq(client_id))
+        .filter(sales_alerts::occurred_at.gt(recent_alerts_since(now).naive_utc()))
+        .select(sales_alerts::negative)
+        .load(conn)
+        .map_err(classify)?;
+    for negative in alerts {
+        read.add_alert(negative);
+    }
+    Ok(read)
 }
 
 /// (client, due date, open amount) of the open invoices due before `today`.

@@ -52,7 +52,7 @@ pub fn get(conn: &mut AnyConnection, name: &str) -> Result<Option<PolicyRow>, St
     policies::table
         .find(name)
         .select(PolicyRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()
         .map_err(classify)
 }
@@ -65,11 +65,11 @@ pub fn get_locked(conn: &mut AnyConnection, name: &str) -> Result<Option<PolicyR
         AnyConnection::Postgres(pg) => by_name()
             .select(PolicyRow::as_select())
             .for_update()
-            .first(pg)
+            .get_result(pg)
             .optional(),
         AnyConnection::Sqlite(lite) => by_name()
             .select(PolicyRow::as_select())
-            .first(lite)
+            .get_result(lite)
             .optional(),
     };
     row.map_err(classify)
@@ -100,7 +100,7 @@ pub fn version(
     policy_versions::table
         .find((name, version))
         .select(VersionRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()
         .map_err(classify)
 }
@@ -152,7 +152,7 @@ pub fn generation(conn: &mut AnyConnection) -> Result<i64, StoreError> {
     policy_generation::table
         .find(1)
         .select(policy_generation::generation)
-        .first(conn)
+        .get_result(conn)
         .map_err(classify)
 }
 

@@ -64,7 +64,7 @@ pub fn get(
     reservations::table
         .find(decision_id)
         .select(ReservationRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()
         .map_err(classify)
 }
@@ -115,15 +115,21 @@ pub fn expire_due(conn: &mut AnyConnection, now: NaiveDateTime) -> Result<usize,
 }
 
 /// The credit a client's active, unexpired reservations hold, in minor units.
+/// One client's query compares by `=`, so its statement stays prepared (an `IN` list is
+/// prepared anew each time), and reads only the `reservations_by_client` index, which covers it.
 pub fn reserved_minor(
     conn: &mut AnyConnection,
     client_id: &str,
     now: NaiveDateTime,
 ) -> Result<i64, StoreError> {
-    Ok(reserved_by_client(conn, &[client_id], now)?
-        .get(client_id)
-        .copied()
-        .unwrap_or(0))
+    let amounts: Vec<i64> = reservations::table
+        .filter(reservations::client_id.eq(client_id))
+        .filter(reservations::status.eq("active"))
+        .filter(reservations::expires_at.gt(now))
+        .select(reservations::amount_minor)
+        .load(conn)
+        .map_err(classify)?;
+    Ok(amounts.iter().sum())
 }
 
 /// [`reserved_minor`] for several clients in one query (client lists).
