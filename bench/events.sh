@@ -32,7 +32,7 @@
 #   REBUILD_CHECK=0      1 also replays every client's log at the end (`encours clients
 #                        rebuild --check`) and fails on any difference with the projection
 #   PERF=0               1 records a CPU profile of the server during the events phase
-#                        (perf record -g into the temporary directory; implies KEEP=1)
+#                        (perf record -a -g into the temporary directory; implies KEEP=1)
 #
 # Exit status 0 when every request was answered 2xx, every event accepted and the checks pass,
 # whether or not the goals are met (the summary says); 1 otherwise.
@@ -215,7 +215,8 @@ CPU[healthz]=$(($(server_ticks) - t0))
 say "2/2 POST /v1/events, closed loop, $CONNECTIONS connections, $DURATION s, $BATCH events a batch"
 LOAD_EVENTS=$(cut -d' ' -f1-3 /proc/loadavg)
 if [[ $PERF == 1 ]]; then
-    perf record -g -F 499 -p "$SERVER_PID" -o "$WORK/perf.data" -- sleep "$DURATION" \
+    # System-wide (-a): the server's blocking threads are spawned during the run, which -p misses.
+    perf record -a -g -F 499 -o "$WORK/perf.data" -- sleep "$DURATION" \
         >"$WORK/perf.log" 2>&1 &
     PERF_PID=$!
 fi
@@ -294,7 +295,7 @@ checks                   $accepted events accepted = $answered batches x $BATCH 
 database                 $db_size (database and WAL)
 EOF
 if [[ $PERF == 1 ]]; then
-    echo "profile                  perf report -i $WORK/perf.data --no-children"
+    echo "profile                  perf report -i $WORK/perf.data --no-children --comm encours"
 fi
 bad=0
 for phase in healthz events; do
