@@ -157,7 +157,8 @@ impl RequestTemplate {
 
 /// Splits a template at its placeholders, in one pass (a bodies file line holds a thousand).
 fn parse_template(template: &str) -> Vec<Part> {
-    let tokens: [(&str, fn() -> Part); 3] = [
+    type Token = (&'static str, fn() -> Part);
+    let tokens: [Token; 3] = [
         ("{n}", || Part::Counter),
         ("{client}", || Part::Client),
         ("{round}", || Part::Round),
