@@ -2,7 +2,7 @@
 //! state after its events are applied, or when time alone changed its risk. The new risk is
 //! written back; a changed limit or status, or a referral, is an audit record.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -11,6 +11,7 @@ use super::evaluate::PolicyRef;
 use super::policies::{ActiveSet, PolicyRegistry};
 use crate::audit::{self, AuditRef, Entry};
 use crate::domain::events::rfc3339;
+use crate::domain::ledger::Ledger;
 use crate::domain::review::{DAYS_PAST_DUE_STEPS, next_review_on};
 use crate::domain::{
     Client, ClientId, ClientStatus, ClientView, Money, Risk, RiskBand, RiskFactor,
@@ -58,9 +59,47 @@ pub fn review(
     let client = clients::find_at(conn, id, now)?.ok_or_else(|| ServiceError::NotFound {
         what: format!("client `{id}`"),
     })?;
-    let view = serde_json::to_value(ClientView::new(&client, now.date_naive()))
+    let due = invoices::open_due_dates(conn, id.as_str())?;
+    let alerts = live::recent_alerts(conn, &[id.as_str()], now)?
+        .into_iter()
+        .map(|(_, _, at)| at)
+        .collect();
+    let read = Read {
+        client,
+        open_due_dates: due,
+        recent_alerts: alerts,
+        ledger: None,
+    };
+    review_read(conn, registry, active, read, cause, actor, now)
+}
+
+/// A client as a review reads it: read once for many clients by a batch of events.
+pub struct Read<'a> {
+    pub client: Client,
+    /// Due dates of its open invoices, and when its recent sales alerts occurred: the days
+    /// time alone will change its risk.
+    pub open_due_dates: Vec<NaiveDate>,
+    pub recent_alerts: Vec<DateTime<Utc>>,
+    /// Its projection, to write in the same statement as the review (a batch of events
+    /// writes both at once); `None` when it is stored already.
+    pub ledger: Option<&'a Ledger>,
+}
+
+/// [`review`] of a client already read.
+pub fn review_read(
+    conn: &mut AnyConnection,
+    registry: &PolicyRegistry,
+    active: &ActiveSet,
+    read: Read<'_>,
+    cause: Cause<'_>,
+    actor: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<ReviewRef>, ServiceError> {
+    let client = &read.client;
+    let id = &client.client_id;
+    let view = serde_json::to_value(ClientView::new(client, now.date_naive()))
         .map_err(|e| ServiceError::Internal(e.to_string()))?;
-    let event = event_json(&client, &cause, now);
+    let event = event_json(client, &cause, now);
     let digits = client.currency.minor_digits();
     let baseline = Baseline::client_event(Some(client.credit_limit.to_decimal()), digits);
     let input = PolicyInput::client_event(&event, &view, baseline)
@@ -81,18 +120,23 @@ pub fn review(
     };
     // A limit the currency cannot hold is not applied: a credit manager must look.
     let referred = result.outcome == Outcome::Review || new_limit.is_none();
-    let next_review_on = next_review(conn, &client, now)?;
-    ledgers::save_review(
-        conn,
-        id.as_str(),
-        &Reviewed {
-            risk: risk.as_ref(),
-            credit_limit_minor: limit.minor(),
-            status,
-            next_review_on,
-            at: now,
-        },
-    )?;
+    let next_review_on = next_review_on(
+        now.date_naive(),
+        read.open_due_dates.iter().copied(),
+        client.state.insurance.as_ref().and_then(|i| i.valid_until),
+        read.recent_alerts.iter().copied(),
+    );
+    let reviewed = Reviewed {
+        risk: risk.as_ref(),
+        credit_limit_minor: limit.minor(),
+        status,
+        next_review_on,
+        at: now,
+    };
+    match read.ledger {
+        Some(ledger) => ledgers::save_reviewed(conn, id.as_str(), ledger, &reviewed)?,
+        None => ledgers::save_review(conn, id.as_str(), &reviewed)?,
+    }
     if limit == client.credit_limit && status == client.status && !referred {
         return Ok(None);
     }
@@ -191,21 +235,4 @@ fn risk_of(result: &PipelineResult) -> Option<Risk> {
             })
             .collect(),
     })
-}
-
-/// The next day time alone changes this client's risk.
-fn next_review(
-    conn: &mut AnyConnection,
-    client: &Client,
-    now: DateTime<Utc>,
-) -> Result<Option<chrono::NaiveDate>, ServiceError> {
-    let id = client.client_id.as_str();
-    let due = invoices::open_due_dates(conn, id)?;
-    let alerts = live::recent_alerts(conn, &[id], now)?;
-    Ok(next_review_on(
-        now.date_naive(),
-        due,
-        client.state.insurance.as_ref().and_then(|i| i.valid_until),
-        alerts.into_iter().map(|(_, _, at)| at),
-    ))
 }

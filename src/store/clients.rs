@@ -164,6 +164,21 @@ pub fn find_at(
     with_read_time(conn, row, now)
 }
 
+/// [`find_at`] for several clients at once, in four queries whatever their number (the
+/// clients of a batch of events); those that do not exist are left out.
+pub fn find_many_at(
+    conn: &mut AnyConnection,
+    ids: &[&str],
+    now: DateTime<Utc>,
+) -> Result<Vec<Client>, StoreError> {
+    let rows: Vec<ClientRow> = clients::table
+        .filter(clients::client_id.eq_any(ids))
+        .select(ClientRow::as_select())
+        .load(conn)
+        .map_err(classify)?;
+    with_read_times(conn, rows, now)
+}
+
 fn with_read_time(
     conn: &mut AnyConnection,
     row: Option<ClientRow>,

@@ -1,12 +1,77 @@
-//! The client event log: append-only, one row per accepted event, in arrival order (`seq`).
+//! The client event log: append-only, one row per accepted event, in arrival order (`seq`),
+//! and the connection event batches are written through.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::NaiveDateTime;
+use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
+use r2d2::ManageConnection;
 
 use super::schema::client_events;
-use super::{AnyConnection, StoreError, classify};
+use super::{AnyConnection, Manager, Store, StoreError, classify};
+use crate::config::DatabaseTarget;
+
+/// Pragmas of the event writer's connection, on top of the pool's: temporary b-trees (sorts,
+/// `IN` lists) in memory, and a page cache of 64 MiB rather than 2 MiB so that the indexes a
+/// batch probes (event ids, invoices, clients) stay in memory as the tables grow.
+const WRITER_PRAGMAS: &str = "PRAGMA temp_store = MEMORY; PRAGMA cache_size = -65536;";
+
+/// SQLite has one writer at a time. Concurrent batches on pooled connections queued on the
+/// database lock through SQLite's busy handler, which sleeps and polls (up to 100 ms a try):
+/// the lock sat idle between batches and some failed with "database is locked" after
+/// `busy_timeout`. They now queue on this mutex and write through one dedicated connection,
+/// whose statement and page caches stay warm. PostgreSQL needs none of it (row locks).
+#[derive(Clone)]
+pub struct EventWriter {
+    sqlite: Option<Arc<(Manager, Mutex<Option<AnyConnection>>)>>,
+}
+
+impl EventWriter {
+    pub(super) fn new(manager: &Manager) -> Self {
+        let sqlite = matches!(manager.target, DatabaseTarget::Sqlite(_))
+            .then(|| Arc::new((manager.clone(), Mutex::new(None))));
+        Self { sqlite }
+    }
+}
+
+impl Store {
+    /// Runs `f` on the connection event batches write through, from a blocking thread: on
+    /// SQLite the dedicated writer connection, one caller at a time (opened on first use and
+    /// again after it broke); on PostgreSQL a pooled connection.
+    pub fn with_event_writer<T, E>(
+        &self,
+        f: impl FnOnce(&mut AnyConnection) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        let Some(sqlite) = &self.event_writer.sqlite else {
+            let mut conn = self.get()?;
+            return f(&mut conn);
+        };
+        let (manager, slot) = &**sqlite;
+        let mut guard = slot.lock().unwrap_or_else(PoisonError::into_inner);
+        let conn = match guard.take() {
+            Some(conn) => conn,
+            None => {
+                let mut conn = manager
+                    .connect()
+                    .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                conn.batch_execute(WRITER_PRAGMAS)
+                    .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                conn
+            }
+        };
+        let conn = guard.insert(conn);
+        let result = f(conn);
+        if manager.has_broken(conn) {
+            *guard = None;
+        }
+        result
+    }
+}
 
 /// One stored event.
 #[derive(Clone, Debug, Queryable, Selectable)]

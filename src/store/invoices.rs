@@ -80,21 +80,28 @@ impl InvoiceRow {
     }
 }
 
-/// The invoices among `invoice_ids` of the clients `client_ids`, keyed by (client, invoice).
+/// The stored invoices among these (client, invoice) keys.
+///
+/// Looked up by exact key, `(client = ? AND invoice = ?) OR …`, which SQLite answers with one
+/// primary-key probe a key. `client IN (…) AND invoice IN (…)` returned the same rows but
+/// probed every client with every invoice id: 190,000 probes for a batch of 500 events over
+/// 380 clients, most of the batch's time.
 pub fn find_many(
     conn: &mut AnyConnection,
-    client_ids: &[&str],
-    invoice_ids: &[&str],
+    keys: &[(&str, &str)],
 ) -> Result<HashMap<(String, String), Invoice>, StoreError> {
-    let mut found = HashMap::new();
-    // SQLite takes at most 32766 bound values; a batch has at most 1000 of each.
-    for chunk in invoice_ids.chunks(10_000) {
-        let rows: Vec<InvoiceRow> = invoices::table
-            .filter(invoices::client_id.eq_any(client_ids))
-            .filter(invoices::invoice_id.eq_any(chunk))
-            .select(InvoiceRow::as_select())
-            .load(conn)
-            .map_err(classify)?;
+    let mut found = HashMap::with_capacity(keys.len());
+    // Each key nests the OR one level deeper: stay well under SQLite's expression depth (1000).
+    for chunk in keys.chunks(100) {
+        let mut query = invoices::table.select(InvoiceRow::as_select()).into_boxed();
+        for (client, invoice) in chunk {
+            query = query.or_filter(
+                invoices::client_id
+                    .eq(*client)
+                    .and(invoices::invoice_id.eq(*invoice)),
+            );
+        }
+        let rows: Vec<InvoiceRow> = query.load(conn).map_err(classify)?;
         for row in rows {
             let (client, invoice) = row.into_invoice()?;
             found.insert((client, invoice.invoice_id.clone()), invoice);
@@ -122,6 +129,36 @@ pub fn insert_many(conn: &mut AnyConnection, rows: &[(&str, &Invoice)]) -> Resul
     for chunk in rows.chunks(2_000) {
         per_backend!(conn, |c| diesel::insert_into(invoices::table)
             .values(chunk)
+            .execute(c))
+        .map_err(classify)?;
+    }
+    Ok(())
+}
+
+/// Writes these invoices, new or already stored, in one statement per 2,000 (an upsert on
+/// the (client, invoice) key) rather than one update per stored invoice.
+pub fn upsert_many(conn: &mut AnyConnection, rows: &[(&str, &Invoice)]) -> Result<(), StoreError> {
+    use diesel::upsert::excluded;
+    use invoices::dsl as i;
+    let rows: Vec<InvoiceRow> = rows.iter().map(|(c, inv)| InvoiceRow::of(c, inv)).collect();
+    // 12 columns a row: stay under SQLite's 32766 bound values.
+    for chunk in rows.chunks(2_000) {
+        per_backend!(conn, |c| diesel::insert_into(invoices::table)
+            .values(chunk)
+            .on_conflict((i::client_id, i::invoice_id))
+            .do_update()
+            .set((
+                i::amount_minor.eq(excluded(i::amount_minor)),
+                i::issued_on.eq(excluded(i::issued_on)),
+                i::due_on.eq(excluded(i::due_on)),
+                i::decision_id.eq(excluded(i::decision_id)),
+                i::paid_minor.eq(excluded(i::paid_minor)),
+                i::credited_minor.eq(excluded(i::credited_minor)),
+                i::open_minor.eq(excluded(i::open_minor)),
+                i::last_paid_on.eq(excluded(i::last_paid_on)),
+                i::dunning_level.eq(excluded(i::dunning_level)),
+                i::settled_on.eq(excluded(i::settled_on)),
+            ))
             .execute(c))
         .map_err(classify)?;
     }
@@ -157,6 +194,27 @@ pub fn open_due_dates(
         .load(conn)
         .map_err(classify)?;
     Ok(dates.into_iter().flatten().collect())
+}
+
+/// Due dates of the open invoices of several clients, by client, in one query.
+pub fn open_due_dates_many(
+    conn: &mut AnyConnection,
+    client_ids: &[&str],
+) -> Result<HashMap<String, Vec<NaiveDate>>, StoreError> {
+    let rows: Vec<(String, Option<NaiveDate>)> = invoices::table
+        .filter(invoices::client_id.eq_any(client_ids))
+        .filter(invoices::open_minor.gt(0))
+        .select((invoices::client_id, invoices::due_on))
+        .distinct()
+        .load(conn)
+        .map_err(classify)?;
+    let mut by_client: HashMap<String, Vec<NaiveDate>> = HashMap::new();
+    for (client, due) in rows {
+        if let Some(due) = due {
+            by_client.entry(client).or_default().push(due);
+        }
+    }
+    Ok(by_client)
 }
 
 /// Σ amount of the invoices each client issued on or after `since` (credit sales, for DSO).

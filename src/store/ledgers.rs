@@ -120,6 +120,27 @@ pub fn lock_many(
     rows.into_iter().map(LedgerRow::into_account).collect()
 }
 
+fn ledger_change(ledger: &Ledger, at: DateTime<Utc>) -> LedgerChange<'_> {
+    let cover = ledger.insurance.as_ref();
+    let score = ledger.external_score.as_ref();
+    LedgerChange {
+        open_invoices_minor: ledger.open_invoices_minor,
+        invoices_paid: ledger.invoices_paid,
+        paid_late: ledger.paid_late,
+        total_days_late: ledger.total_days_late,
+        insurer: cover.map(|c| c.insurer.as_str()),
+        insured_minor: cover.map(|c| c.insured_minor),
+        insurance_valid_until: cover.and_then(|c| c.valid_until),
+        insurance_changed_at: ledger.insurance_changed_at.map(|t| t.naive_utc()),
+        score_provider: score.map(|s| s.provider.as_str()),
+        external_score: score.map(|s| s.score),
+        external_score_as_of: score.map(|s| s.as_of),
+        legal_status: ledger.legal_status.as_str(),
+        legal_status_changed_at: ledger.legal_status_changed_at.map(|t| t.naive_utc()),
+        updated_at: at.naive_utc(),
+    }
+}
+
 /// Writes the projection of a client.
 pub fn save(
     conn: &mut AnyConnection,
@@ -127,27 +148,45 @@ pub fn save(
     ledger: &Ledger,
     at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let cover = ledger.insurance.as_ref();
-    let score = ledger.external_score.as_ref();
     diesel::update(clients::table.find(client_id))
-        .set(LedgerChange {
-            open_invoices_minor: ledger.open_invoices_minor,
-            invoices_paid: ledger.invoices_paid,
-            paid_late: ledger.paid_late,
-            total_days_late: ledger.total_days_late,
-            insurer: cover.map(|c| c.insurer.as_str()),
-            insured_minor: cover.map(|c| c.insured_minor),
-            insurance_valid_until: cover.and_then(|c| c.valid_until),
-            insurance_changed_at: ledger.insurance_changed_at.map(|t| t.naive_utc()),
-            score_provider: score.map(|s| s.provider.as_str()),
-            external_score: score.map(|s| s.score),
-            external_score_as_of: score.map(|s| s.as_of),
-            legal_status: ledger.legal_status.as_str(),
-            legal_status_changed_at: ledger.legal_status_changed_at.map(|t| t.naive_utc()),
-            updated_at: at.naive_utc(),
-        })
+        .set(ledger_change(ledger, at))
         .execute(conn)
         .map_err(classify)?;
+    Ok(())
+}
+
+/// Writes the projection of a client and its review in one statement (what a batch of
+/// events does for each client it touched: half the updates of [`save`] then
+/// [`save_review`]).
+pub fn save_reviewed(
+    conn: &mut AnyConnection,
+    client_id: &str,
+    ledger: &Ledger,
+    r: &Reviewed<'_>,
+) -> Result<(), StoreError> {
+    let target = clients::table.find(client_id);
+    let change = ledger_change(ledger, r.at);
+    let review = (
+        clients::credit_limit_minor.eq(r.credit_limit_minor),
+        clients::status.eq(r.status.as_str()),
+        clients::next_review_on.eq(r.next_review_on),
+    );
+    match r.risk {
+        Some(risk) => {
+            let factors = serde_json::to_string(&risk.factors).map_err(StoreError::corrupt)?;
+            diesel::update(target)
+                .set((
+                    change,
+                    review,
+                    clients::risk_score.eq(Some(i64::from(risk.score))),
+                    clients::risk_band.eq(Some(risk.band.as_str())),
+                    clients::risk_factors.eq(Some(factors)),
+                ))
+                .execute(conn)
+        }
+        None => diesel::update(target).set((change, review)).execute(conn),
+    }
+    .map_err(classify)?;
     Ok(())
 }
 

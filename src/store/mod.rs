@@ -130,6 +130,8 @@ pub type PooledConnection = r2d2::PooledConnection<Manager>;
 pub struct Store {
     pool: Pool,
     backend: &'static str,
+    /// SQLite: the one connection event batches write through (see `events::EventWriter`).
+    event_writer: events::EventWriter,
 }
 
 impl Store {
@@ -145,6 +147,7 @@ impl Store {
             synchronous: settings.sqlite_synchronous,
             busy_timeout_ms: settings.sqlite_busy_timeout_ms,
         };
+        let event_writer = events::EventWriter::new(&manager);
         let pool = r2d2::Pool::builder()
             .max_size(settings.pool_size)
             .min_idle(Some(1))
@@ -153,7 +156,11 @@ impl Store {
             .map_err(|e| {
                 StoreError::Unavailable(format!("{}: {e}", redact_url(&settings.database_url)))
             })?;
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            event_writer,
+        })
     }
 
     pub fn backend(&self) -> &'static str {

@@ -2,7 +2,7 @@
 //! order against the state the earlier ones left, then write everything and review once per
 //! client.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -11,15 +11,17 @@ use sha2::{Digest, Sha256};
 use super::{EventResult, EventStatus, Ingested};
 use crate::audit::canonical_json;
 use crate::domain::events::{ClientEvent, EventBody, EventDraft, Rejection, RejectionCode};
+use crate::domain::ledger::Ledger;
 use crate::domain::ledger::{self, Invoice, Notice};
+use crate::domain::{Client, Insurance, Money};
 use crate::service::ServiceError;
 use crate::service::policies::PolicyRegistry;
-use crate::service::reviews::{self, Cause};
+use crate::service::reviews::{self, Cause, ReviewRef};
 use crate::store::alerts::{self, AlertRow};
 use crate::store::events::{self as log, NewEvent};
 use crate::store::ledgers::{self, Account};
 use crate::store::reservations::{self, Settlement};
-use crate::store::{AnyConnection, invoices};
+use crate::store::{AnyConnection, clients, invoices, live};
 
 type Draft = (Option<String>, Result<EventDraft, Rejection>);
 /// An event ready to apply: itself, its normalised JSON and that JSON's sha256.
@@ -35,7 +37,6 @@ struct Batch<'a> {
     /// Accepted earlier in this batch: event id → sha256.
     seen: HashMap<String, String>,
     invoices: HashMap<(String, String), Invoice>,
-    stored_invoices: HashSet<(String, String)>,
     dirty_invoices: Vec<(String, String)>,
     new_events: Vec<NewEvent>,
     alerts: Vec<(String, String, bool, DateTime<Utc>)>,
@@ -79,25 +80,7 @@ pub(super) fn apply(
         });
     }
     b.write(conn)?;
-    let active = registry.active(conn)?;
-    let mut reviews = Vec::new();
-    for (client, events) in &b.touched {
-        let Some(account) = b.accounts.get(client) else {
-            continue;
-        };
-        let cause = Cause::Events(events);
-        if let Some(r) = reviews::review(
-            conn,
-            registry,
-            &active,
-            &account.client_id,
-            cause,
-            actor,
-            now,
-        )? {
-            reviews.push(r);
-        }
-    }
+    let reviews = b.review(conn, registry)?;
     Ok(Ingested { results, reviews })
 }
 
@@ -137,22 +120,16 @@ impl<'a> Batch<'a> {
             .collect();
         let ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
         let known = log::known(conn, &ids)?;
-        let mut invoice_clients: Vec<&str> = Vec::new();
-        let mut invoice_ids: Vec<&str> = Vec::new();
-        for e in &events {
-            if let Some(id) = e.body.invoice_id() {
-                invoice_clients.push(e.client_id.as_str());
-                invoice_ids.push(id);
-            }
-        }
-        invoice_clients.sort_unstable();
-        invoice_clients.dedup();
-        invoice_ids.sort_unstable();
-        invoice_ids.dedup();
-        let invoices = if invoice_ids.is_empty() {
+        let mut invoice_keys: Vec<(&str, &str)> = events
+            .iter()
+            .filter_map(|e| e.body.invoice_id().map(|id| (e.client_id.as_str(), id)))
+            .collect();
+        invoice_keys.sort_unstable();
+        invoice_keys.dedup();
+        let invoices = if invoice_keys.is_empty() {
             HashMap::new()
         } else {
-            invoices::find_many(conn, &invoice_clients, &invoice_ids)?
+            invoices::find_many(conn, &invoice_keys)?
         };
         Ok(Self {
             actor,
@@ -160,7 +137,6 @@ impl<'a> Batch<'a> {
             accounts,
             known,
             seen: HashMap::new(),
-            stored_invoices: invoices.keys().cloned().collect(),
             invoices,
             dirty_invoices: Vec::new(),
             new_events: Vec::with_capacity(events.len()),
@@ -300,7 +276,56 @@ impl<'a> Batch<'a> {
         })
     }
 
-    /// Logs the accepted events and writes the projection they changed.
+    /// Re-scores and reviews each client with accepted events, once, on its new state; its
+    /// projection is written with the review. The clients, their open due dates and their
+    /// recent alerts are read for all of them at once (six queries), after the invoices and
+    /// alerts of the batch are written.
+    fn review(
+        &self,
+        conn: &mut AnyConnection,
+        registry: &PolicyRegistry,
+    ) -> Result<Vec<ReviewRef>, ServiceError> {
+        if self.touched.is_empty() {
+            return Ok(Vec::new());
+        }
+        let active = registry.active(conn)?;
+        let ids: Vec<&str> = self.touched.keys().map(String::as_str).collect();
+        let mut read: HashMap<String, Client> = clients::find_many_at(conn, &ids, self.now)?
+            .into_iter()
+            .map(|c| (c.client_id.to_string(), c))
+            .collect();
+        let mut due = invoices::open_due_dates_many(conn, &ids)?;
+        let mut alerts: HashMap<String, Vec<DateTime<Utc>>> = HashMap::new();
+        for (client, _, at) in live::recent_alerts(conn, &ids, self.now)? {
+            alerts.entry(client).or_default().push(at);
+        }
+        let mut reviews = Vec::new();
+        for (client, events) in &self.touched {
+            let Some(account) = self.accounts.get(client) else {
+                continue;
+            };
+            let mut c = read.remove(client).ok_or_else(|| ServiceError::NotFound {
+                what: format!("client `{client}`"),
+            })?;
+            with_ledger(&mut c, &account.ledger, self.now);
+            let r = reviews::Read {
+                client: c,
+                open_due_dates: due.remove(client).unwrap_or_default(),
+                recent_alerts: alerts.remove(client).unwrap_or_default(),
+                ledger: Some(&account.ledger),
+            };
+            let cause = Cause::Events(events);
+            if let Some(review) =
+                reviews::review_read(conn, registry, &active, r, cause, self.actor, self.now)?
+            {
+                reviews.push(review);
+            }
+        }
+        Ok(reviews)
+    }
+
+    /// Logs the accepted events and writes the invoices and alerts they changed (the
+    /// client-level projection is written with the review).
     fn write(&mut self, conn: &mut AnyConnection) -> Result<(), ServiceError> {
         if self.new_events.is_empty() {
             return Ok(());
@@ -317,23 +342,31 @@ impl<'a> Batch<'a> {
         alerts::insert_many(conn, &alert_rows)?;
         self.dirty_invoices.sort_unstable();
         self.dirty_invoices.dedup();
-        let mut fresh: Vec<(&str, &Invoice)> = Vec::new();
-        for key in &self.dirty_invoices {
-            let Some(inv) = self.invoices.get(key) else {
-                continue;
-            };
-            if self.stored_invoices.contains(key) {
-                invoices::update(conn, &key.0, inv)?;
-            } else {
-                fresh.push((key.0.as_str(), inv));
-            }
-        }
-        invoices::insert_many(conn, &fresh)?;
-        for client in self.touched.keys() {
-            if let Some(account) = self.accounts.get(client) {
-                ledgers::save(conn, client, &account.ledger, self.now)?;
-            }
-        }
+        let dirty: Vec<(&str, &Invoice)> = self
+            .dirty_invoices
+            .iter()
+            .filter_map(|key| self.invoices.get(key).map(|inv| (key.0.as_str(), inv)))
+            .collect();
+        invoices::upsert_many(conn, &dirty)?;
         Ok(())
     }
+}
+
+/// The client as read, with the projection of this batch in place of the stored one (not
+/// written yet): what `clients::find_at` would read once it is.
+fn with_ledger(client: &mut Client, ledger: &Ledger, now: DateTime<Utc>) {
+    let money = |minor| Money::from_minor(minor, client.currency);
+    let state = &mut client.state;
+    state.open_invoices = money(ledger.open_invoices_minor);
+    state.invoices_paid = ledger.invoices_paid;
+    state.paid_late = ledger.paid_late;
+    state.total_days_late = ledger.total_days_late;
+    state.insurance = ledger.insurance.as_ref().map(|c| Insurance {
+        insurer: c.insurer.clone(),
+        insured_amount: money(c.insured_minor),
+        valid_until: c.valid_until,
+    });
+    state.external_score = ledger.external_score.clone();
+    state.legal_status = ledger.legal_status;
+    client.updated_at = now;
 }

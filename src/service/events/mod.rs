@@ -16,7 +16,7 @@ use super::policies::PolicyRegistry;
 use super::reviews::ReviewRef;
 use crate::domain::events::{self, EventDraft, Rejection};
 use crate::domain::ledger::Notice;
-use crate::store::{AnyConnection, Store, write_tx_retrying};
+use crate::store::{AnyConnection, Store, StoreError, write_tx_retrying};
 
 /// What became of one event of the batch.
 #[derive(Clone, Debug)]
@@ -49,16 +49,33 @@ impl Ingested {
     }
 }
 
-/// Ingests a batch of raw events (already bounded in number by the caller).
+/// Ingests a batch of raw events (already bounded in number by the caller). The events are
+/// read before the batch queues for the writer (see `Store::with_event_writer`), so only the
+/// transaction itself is serialised.
 pub async fn ingest(
     store: &Store,
     registry: Arc<PolicyRegistry>,
     raw: Vec<Value>,
     actor: String,
 ) -> Result<Ingested, ServiceError> {
-    store
-        .run(move |conn| ingest_at(conn, &registry, &raw, &actor, Utc::now()))
-        .await
+    let store = store.clone();
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || {
+        let _entered = span.enter();
+        let now = Utc::now().trunc_subsecs(6);
+        let drafts = read(&raw, now);
+        store.with_event_writer(|conn| {
+            write_tx_retrying(conn, |conn| {
+                batch::apply(conn, &registry, &drafts, &actor, now)
+            })
+        })
+    })
+    .await
+    .map_err(|e| {
+        ServiceError::from(StoreError::Unavailable(format!(
+            "blocking task failed: {e}"
+        )))
+    })?
 }
 
 /// [`ingest`] on a connection, as of `now` (the CLI import and the tests use it directly).
@@ -70,13 +87,17 @@ pub fn ingest_at(
     now: DateTime<Utc>,
 ) -> Result<Ingested, ServiceError> {
     let now = now.trunc_subsecs(6);
-    let drafts: Vec<(Option<String>, Result<EventDraft, Rejection>)> = raw
-        .iter()
-        .map(|v| (events::raw_event_id(v), events::parse(v, now)))
-        .collect();
+    let drafts = read(raw, now);
     write_tx_retrying(conn, |conn| {
         batch::apply(conn, registry, &drafts, actor, now)
     })
+}
+
+/// Each raw event's id (when usable) and its draft or why it is refused.
+fn read(raw: &[Value], now: DateTime<Utc>) -> Vec<(Option<String>, Result<EventDraft, Rejection>)> {
+    raw.iter()
+        .map(|v| (events::raw_event_id(v), events::parse(v, now)))
+        .collect()
 }
 
 /// A page of a client's logged events, newest first, of `types` only (all when empty),

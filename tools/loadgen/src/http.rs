@@ -2,7 +2,7 @@
 //!
 //! It only talks to our own server, so it reads exactly what HTTP/1.1 servers send back to a
 //! plain request: a status line, headers, and a body framed by `Content-Length` or chunked
-//! transfer encoding. The body is read and thrown away.
+//! transfer encoding. The body is read and thrown away, or kept when asked (`--sum-field`).
 
 use std::io;
 use std::net::SocketAddr;
@@ -18,6 +18,9 @@ pub struct Connection {
     buf: Vec<u8>,
     start: usize,
     end: usize,
+    /// Keep the last response's body in `body`.
+    pub keep_body: bool,
+    pub body: Vec<u8>,
 }
 
 /// What a response said: its status, and whether the server closes the connection after it.
@@ -41,6 +44,8 @@ impl Connection {
             buf: vec![0; 16 * 1024],
             start: 0,
             end: 0,
+            keep_body: false,
+            body: Vec::new(),
         })
     }
 
@@ -71,6 +76,7 @@ impl Connection {
                 }
             };
             self.start += head_len;
+            self.body.clear();
             let close = match framing {
                 Framing::Length(len) => {
                     self.skip(len).await?;
@@ -97,6 +103,10 @@ impl Connection {
     async fn skip(&mut self, mut len: usize) -> io::Result<()> {
         loop {
             let have = (self.end - self.start).min(len);
+            if self.keep_body {
+                self.body
+                    .extend_from_slice(&self.buf[self.start..self.start + have]);
+            }
             self.start += have;
             len -= have;
             if len == 0 {
@@ -120,11 +130,20 @@ impl Connection {
             };
             if size == 0 {
                 // No trailers from our server: the final CRLF follows.
-                return self.skip(2).await;
+                return self.skip_unkept(2).await;
             }
             let size = usize::try_from(size).map_err(|_| invalid("chunk too large"))?;
-            self.skip(size + 2).await?;
+            self.skip(size).await?;
+            self.skip_unkept(2).await?;
         }
+    }
+
+    /// Discards `len` bytes of framing, never kept.
+    async fn skip_unkept(&mut self, len: usize) -> io::Result<()> {
+        let keep = std::mem::replace(&mut self.keep_body, false);
+        let done = self.skip(len).await;
+        self.keep_body = keep;
+        done
     }
 
     /// Reads more bytes; the end of the stream here is an error.

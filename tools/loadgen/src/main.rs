@@ -23,7 +23,7 @@ use hdrhistogram::Histogram;
 use tokio::sync::{Mutex, mpsc};
 
 use http::Connection;
-use request::{Pick, RequestTemplate, Target};
+use request::{Bodies, Pick, RequestTemplate, Target};
 
 #[derive(Parser)]
 #[command(version, about)]
@@ -36,6 +36,14 @@ struct Args {
     /// JSON body template: `{n}` becomes a unique counter, `{client}` a client id.
     #[arg(long)]
     body: Option<String>,
+    /// File of body templates, one a line (NDJSON), sent in turn instead of `--body`: request
+    /// n takes line (n - first-n) mod L, and `{round}` in it becomes (n - first-n) div L.
+    #[arg(long, conflicts_with = "body")]
+    bodies_file: Option<PathBuf>,
+    /// Sum this top-level integer field of the JSON answers 2xx (repeatable), e.g. how many
+    /// events a batch endpoint accepted; the totals go in the report under `sums`.
+    #[arg(long = "sum-field")]
+    sum_fields: Vec<String>,
     /// File of client ids, one per line, for `{client}`.
     #[arg(long)]
     clients_file: Option<PathBuf>,
@@ -82,6 +90,9 @@ struct Stats {
     service: Histogram<u64>,
     statuses: BTreeMap<u16, u64>,
     errors: BTreeMap<String, u64>,
+    /// `--sum-field` totals; `unparsed` counts 2xx answers where a field was missing.
+    sums: BTreeMap<String, i64>,
+    unparsed: u64,
 }
 
 impl Stats {
@@ -92,6 +103,18 @@ impl Stats {
             service: histogram(),
             statuses: BTreeMap::new(),
             errors: BTreeMap::new(),
+            sums: BTreeMap::new(),
+            unparsed: 0,
+        }
+    }
+
+    /// Adds the `fields` of a 2xx answer's body to the sums.
+    fn add_fields(&mut self, fields: &[String], body: &[u8]) {
+        for field in fields {
+            match top_level_integer(body, field) {
+                Some(v) => *self.sums.entry(field.clone()).or_default() += v,
+                None => self.unparsed += 1,
+            }
         }
     }
 
@@ -116,7 +139,23 @@ impl Stats {
         for (k, v) in other.errors {
             *self.errors.entry(k).or_default() += v;
         }
+        for (k, v) in other.sums {
+            *self.sums.entry(k).or_default() += v;
+        }
+        self.unparsed += other.unparsed;
     }
+}
+
+/// The integer value of `"field":` in a JSON object, found by its last occurrence (the
+/// answers we sum put their totals last, after any nested list): cheap enough to run on
+/// every answer without taking CPU from the server under test.
+fn top_level_integer(body: &[u8], field: &str) -> Option<i64> {
+    let key = format!("\"{field}\":");
+    let at = body.windows(key.len()).rposition(|w| w == key.as_bytes())?;
+    let rest = &body[at + key.len()..];
+    let rest = &rest[rest.iter().take_while(|b| b.is_ascii_whitespace()).count()..];
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
 }
 
 fn micros(d: Duration) -> u64 {
@@ -126,6 +165,7 @@ fn micros(d: Duration) -> u64 {
 struct Shared {
     addr: SocketAddr,
     template: RequestTemplate,
+    sum_fields: Vec<String>,
     first_n: u64,
     timeout: Duration,
 }
@@ -152,6 +192,7 @@ impl Shared {
             }
         }
         let c = conn.as_mut().expect("connected above");
+        c.keep_body = !self.sum_fields.is_empty();
         match tokio::time::timeout(self.timeout, c.round_trip(&buffers.0)).await {
             Ok(Ok(response)) => {
                 if response.close {
@@ -171,6 +212,20 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// Adds the `--sum-field`s of a 2xx answer (still in the connection) to the sums.
+    fn sum(&self, stats: &mut Stats, result: &Result<u16, String>, conn: Option<&Connection>) {
+        if self.sum_fields.is_empty() || !matches!(result, Ok(s) if (200..300).contains(s)) {
+            return;
+        }
+        match conn {
+            Some(c) => stats.add_fields(&self.sum_fields, &c.body),
+            // Answered with `Connection: close`: the body went with the connection.
+            None => stats.unparsed += 1,
+        }
+    }
+}
+
 /// Closed loop: send, wait for the answer, send again, until the deadline.
 async fn closed_loop(
     shared: Arc<Shared>,
@@ -184,6 +239,7 @@ async fn closed_loop(
         let n = shared.first_n + counter.fetch_add(1, Ordering::Relaxed);
         let sent = Instant::now();
         let result = shared.exchange(&mut conn, n, &mut buffers).await;
+        shared.sum(&mut stats, &result, conn.as_ref());
         stats.record(result, sent, sent);
     }
     stats
@@ -204,6 +260,7 @@ async fn open_loop(shared: Arc<Shared>, mut conn: Option<Connection>, tickets: T
         let result = shared
             .exchange(&mut conn, shared.first_n + i, &mut buffers)
             .await;
+        shared.sum(&mut stats, &result, conn.as_ref());
         stats.record(result, scheduled, sent);
     }
 }
@@ -340,6 +397,16 @@ fn report(args: &Args, stats: &Stats, elapsed: Duration) -> serde_json::Value {
         "from send"
     };
     println!("  latency ms {}  ({what})", line(&stats.latency));
+    if !args.sum_fields.is_empty() {
+        let sums: Vec<String> = stats.sums.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        println!("  sums       {}", sums.join(", "));
+        if stats.unparsed > 0 {
+            println!(
+                "  WARNING    {} fields not found in 2xx answers",
+                stats.unparsed
+            );
+        }
+    }
     if let Some(target) = args.rate {
         println!("  service ms {}  (from actual send)", line(&stats.service));
         if saturated {
@@ -372,6 +439,8 @@ fn report(args: &Args, stats: &Stats, elapsed: Duration) -> serde_json::Value {
         "saturated": saturated,
         "statuses": stats.statuses.iter().map(|(s, n)| (s.to_string(), serde_json::json!(n))).collect::<serde_json::Map<_, _>>(),
         "errors": stats.errors,
+        "sums": stats.sums,
+        "sums_unparsed": stats.unparsed,
         "latency_ms": as_object(&stats.latency),
         "service_ms": as_object(&stats.service),
     })
@@ -407,11 +476,24 @@ fn main_result(args: &Args) -> Result<ExitCode, String> {
     if let Some(token) = &args.token {
         headers.push(format!("Authorization: Bearer {token}"));
     }
+    let body = match (&args.bodies_file, &args.body) {
+        (Some(path), _) => Bodies::Lines(
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("{}: {e}", path.display()))?
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(String::from)
+                .collect(),
+        ),
+        (None, Some(t)) => Bodies::Template(t),
+        (None, None) => Bodies::None,
+    };
     let template = RequestTemplate::new(
         &args.method,
         &target,
         &headers,
-        args.body.as_deref(),
+        body,
+        args.first_n,
         clients,
         args.pick,
     )?;
@@ -430,6 +512,7 @@ fn main_result(args: &Args) -> Result<ExitCode, String> {
         let shared = Arc::new(Shared {
             addr,
             template,
+            sum_fields: args.sum_fields.clone(),
             first_n: args.first_n,
             timeout: Duration::from_secs_f64(args.timeout),
         });

@@ -1,5 +1,8 @@
 //! The request every connection sends, rendered once per request from a fixed head and a body
-//! template in which `{n}` is a unique counter and `{client}` one of the client ids.
+//! template in which `{n}` is a unique counter and `{client}` one of the client ids. With a
+//! bodies file, request n takes the file's templates in turn (line (n - first) mod L), and
+//! `{round}` is how many times the file has been gone through ((n - first) div L), so ids
+//! built from it stay unique when the file is sent again.
 
 use std::io::Write;
 
@@ -48,14 +51,26 @@ enum Part {
     Text(Vec<u8>),
     Counter,
     Client,
+    Round,
 }
 
 pub struct RequestTemplate {
     /// Request line and fixed headers, each ending with CRLF.
     head: Vec<u8>,
-    body: Option<Vec<Part>>,
+    /// Body templates taken in turn; none for a request without a body.
+    bodies: Vec<Vec<Part>>,
+    first_n: u64,
     clients: Vec<String>,
     pick: Pick,
+}
+
+/// Where the body comes from.
+pub enum Bodies<'a> {
+    None,
+    /// One template for every request.
+    Template(&'a str),
+    /// Templates taken in turn (the lines of a bodies file).
+    Lines(Vec<String>),
 }
 
 impl RequestTemplate {
@@ -63,7 +78,8 @@ impl RequestTemplate {
         method: &str,
         target: &Target,
         headers: &[String],
-        body: Option<&str>,
+        body: Bodies<'_>,
+        first_n: u64,
         clients: Vec<String>,
         pick: Pick,
     ) -> Result<RequestTemplate, String> {
@@ -78,9 +94,15 @@ impl RequestTemplate {
             head.push_str(h);
             head.push_str("\r\n");
         }
-        let body = body.map(parse_template);
-        if let Some(parts) = &body {
-            if parts.iter().any(|p| matches!(p, Part::Client)) && clients.is_empty() {
+        let bodies: Vec<Vec<Part>> = match body {
+            Bodies::None => Vec::new(),
+            Bodies::Template(t) => vec![parse_template(t)],
+            Bodies::Lines(lines) if lines.is_empty() => return Err("no body in the file".into()),
+            Bodies::Lines(lines) => lines.iter().map(|l| parse_template(l)).collect(),
+        };
+        if !bodies.is_empty() {
+            let uses_client = bodies.iter().flatten().any(|p| matches!(p, Part::Client));
+            if uses_client && clients.is_empty() {
                 return Err("the body uses {client}: give --clients-file".into());
             }
             if !headers
@@ -92,7 +114,8 @@ impl RequestTemplate {
         }
         Ok(RequestTemplate {
             head: head.into_bytes(),
-            body,
+            bodies,
+            first_n,
             clients,
             pick,
         })
@@ -102,16 +125,20 @@ impl RequestTemplate {
     pub fn render(&self, n: u64, out: &mut Vec<u8>, scratch: &mut Vec<u8>) {
         out.clear();
         out.extend_from_slice(&self.head);
-        let Some(parts) = &self.body else {
+        if self.bodies.is_empty() {
             out.extend_from_slice(b"\r\n");
             return;
-        };
+        }
+        let i = n.wrapping_sub(self.first_n);
+        let len = self.bodies.len() as u64;
+        let parts = &self.bodies[(i % len) as usize];
         scratch.clear();
         for part in parts {
             match part {
                 Part::Text(text) => scratch.extend_from_slice(text),
                 Part::Counter => write!(scratch, "{n}").expect("writing to a Vec"),
                 Part::Client => scratch.extend_from_slice(self.client(n).as_bytes()),
+                Part::Round => write!(scratch, "{}", i / len).expect("writing to a Vec"),
             }
         }
         write!(out, "Content-Length: {}\r\n\r\n", scratch.len()).expect("writing to a Vec");
@@ -128,26 +155,41 @@ impl RequestTemplate {
     }
 }
 
+/// Splits a template at its placeholders, in one pass (a bodies file line holds a thousand).
 fn parse_template(template: &str) -> Vec<Part> {
+    type Token = (&'static str, fn() -> Part);
+    let tokens: [Token; 3] = [
+        ("{n}", || Part::Counter),
+        ("{client}", || Part::Client),
+        ("{round}", || Part::Round),
+    ];
+    let bytes = template.as_bytes();
     let mut parts = Vec::new();
-    let mut rest = template;
-    loop {
-        let next = [("{n}", Part::Counter), ("{client}", Part::Client)]
-            .into_iter()
-            .filter_map(|(token, part)| rest.find(token).map(|at| (at, token.len(), part)))
-            .min_by_key(|(at, _, _)| *at);
-        let Some((at, len, part)) = next else {
-            if !rest.is_empty() {
-                parts.push(Part::Text(rest.as_bytes().to_vec()));
+    let (mut text_from, mut at) = (0, 0);
+    while at < bytes.len() {
+        let found = (bytes[at] == b'{')
+            .then(|| {
+                tokens
+                    .iter()
+                    .find(|(t, _)| bytes[at..].starts_with(t.as_bytes()))
+            })
+            .flatten();
+        match found {
+            Some((token, part)) => {
+                if at > text_from {
+                    parts.push(Part::Text(bytes[text_from..at].to_vec()));
+                }
+                parts.push(part());
+                at += token.len();
+                text_from = at;
             }
-            return parts;
-        };
-        if at > 0 {
-            parts.push(Part::Text(rest.as_bytes()[..at].to_vec()));
+            None => at += 1,
         }
-        parts.push(part);
-        rest = &rest[at + len..];
     }
+    if text_from < bytes.len() {
+        parts.push(Part::Text(bytes[text_from..].to_vec()));
+    }
+    parts
 }
 
 fn splitmix64(n: u64) -> u64 {
@@ -174,7 +216,8 @@ mod tests {
             "POST",
             &target,
             &["Authorization: Bearer T".into()],
-            Some(r#"{"request_id":"r-{n}","client_id":"{client}","n":{n}}"#),
+            Bodies::Template(r#"{"request_id":"r-{n}","client_id":"{client}","n":{n}}"#),
+            1,
             vec!["A".into(), "B".into()],
             Pick::RoundRobin,
         )
@@ -194,7 +237,8 @@ mod tests {
     #[test]
     fn get_without_body_has_no_length() {
         let target = Target::parse("http://localhost:8080").unwrap();
-        let t = RequestTemplate::new("GET", &target, &[], None, vec![], Pick::Random).unwrap();
+        let t = RequestTemplate::new("GET", &target, &[], Bodies::None, 1, vec![], Pick::Random)
+            .unwrap();
         assert_eq!(
             text(&t, 1),
             "GET / HTTP/1.1\r\nHost: localhost:8080\r\nUser-Agent: encours-loadgen\r\n\r\n"
@@ -204,7 +248,36 @@ mod tests {
     #[test]
     fn client_placeholder_needs_clients() {
         let target = Target::parse("http://h:1/").unwrap();
-        let t = RequestTemplate::new("POST", &target, &[], Some("{client}"), vec![], Pick::Random);
+        let t = RequestTemplate::new(
+            "POST",
+            &target,
+            &[],
+            Bodies::Template("{client}"),
+            1,
+            vec![],
+            Pick::Random,
+        );
         assert!(t.is_err());
+    }
+
+    #[test]
+    fn bodies_are_taken_in_turn_with_their_round() {
+        let target = Target::parse("http://h:1/").unwrap();
+        let lines = vec![r#"{"a":"{round}-{n}"}"#.into(), r#"{"b":"{round}"}"#.into()];
+        let t = RequestTemplate::new(
+            "POST",
+            &target,
+            &[],
+            Bodies::Lines(lines),
+            10,
+            vec![],
+            Pick::Random,
+        )
+        .unwrap();
+        let body = |n| text(&t, n).split("\r\n\r\n").nth(1).unwrap().to_owned();
+        assert_eq!(body(10), r#"{"a":"0-10"}"#);
+        assert_eq!(body(11), r#"{"b":"0"}"#);
+        assert_eq!(body(12), r#"{"a":"1-12"}"#);
+        assert_eq!(body(15), r#"{"b":"2"}"#);
     }
 }
