@@ -46,7 +46,7 @@ pub async fn decide(
     let prepared = store
         .run(move |conn| {
             if let Some(row) = table::by_request_id(conn, &request.request_id)? {
-                return replay(row, &sha).map(Prepared::Answered);
+                return replay(row, &sha).map(|d| Prepared::Answered(Box::new(d)));
             }
             let now = Utc::now().trunc_subsecs(6);
             let client = client_for(conn, &request, now, Read::Unlocked)?;
@@ -55,14 +55,14 @@ pub async fn decide(
         })
         .await?;
     match prepared {
-        Prepared::Answered(decided) => Ok(decided),
+        Prepared::Answered(decided) => Ok(*decided),
         Prepared::Draft(draft) => writer.decide(*draft).await,
     }
 }
 
 enum Prepared {
     /// A retry of a request already decided.
-    Answered(Decided),
+    Answered(Box<Decided>),
     Draft(Box<Draft>),
 }
 
