@@ -181,12 +181,26 @@ impl Store {
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
+        self.blocking(move |store| {
+            let mut conn = store.get()?;
+            f(&mut conn)
+        })
+        .await
+    }
+
+    /// Runs `f` on a blocking thread, in the caller's tracing span, for work that picks its own
+    /// connection (the event writer's, see `with_event_writer`).
+    pub async fn blocking<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&Store) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
         let store = self.clone();
         let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
-            let mut conn = store.get()?;
-            f(&mut conn)
+            f(&store)
         })
         .await
         .map_err(|e| {

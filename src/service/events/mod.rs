@@ -16,7 +16,7 @@ use super::policies::PolicyRegistry;
 use super::reviews::ReviewRef;
 use crate::domain::events::{self, EventDraft, Rejection};
 use crate::domain::ledger::Notice;
-use crate::store::{AnyConnection, Store, StoreError, write_tx_retrying};
+use crate::store::{AnyConnection, Store, write_tx_retrying};
 
 /// What became of one event of the batch.
 #[derive(Clone, Debug)]
@@ -58,24 +58,17 @@ pub async fn ingest(
     raw: Vec<Value>,
     actor: String,
 ) -> Result<Ingested, ServiceError> {
-    let store = store.clone();
-    let span = tracing::Span::current();
-    tokio::task::spawn_blocking(move || {
-        let _entered = span.enter();
-        let now = Utc::now().trunc_subsecs(6);
-        let drafts = read(&raw, now);
-        store.with_event_writer(|conn| {
-            write_tx_retrying(conn, |conn| {
-                batch::apply(conn, &registry, &drafts, &actor, now)
+    store
+        .blocking(move |store| {
+            let now = Utc::now().trunc_subsecs(6);
+            let drafts = read(&raw, now);
+            store.with_event_writer(|conn| {
+                write_tx_retrying(conn, |conn| {
+                    batch::apply(conn, &registry, &drafts, &actor, now)
+                })
             })
         })
-    })
-    .await
-    .map_err(|e| {
-        ServiceError::from(StoreError::Unavailable(format!(
-            "blocking task failed: {e}"
-        )))
-    })?
+        .await
 }
 
 /// [`ingest`] on a connection, as of `now` (the CLI import and the tests use it directly).
