@@ -1,5 +1,6 @@
 //! `encours policies …`: policies as code, for credit managers and for a customer's own CI.
 
+pub mod audit;
 pub mod events;
 
 use std::fs;
@@ -86,13 +87,10 @@ fn test(dir: &Path) -> Result<(), String> {
 }
 
 async fn with_database(command: PoliciesCommand, settings: Settings) -> Result<(), String> {
-    let store = Store::connect(&settings).map_err(|e| e.to_string())?;
+    let (store, mut conn) = open(&settings)?;
     let engine = PolicyEngine::default();
-    {
-        let mut conn = store.get().map_err(|e| e.to_string())?;
-        store::migrate(&mut conn).map_err(|e| e.to_string())?;
-        service::defaults::seed(&mut conn, &engine).map_err(|e| e.to_string())?;
-    }
+    service::defaults::seed(&mut conn, &engine).map_err(|e| e.to_string())?;
+    drop(conn);
     let all = service::list(&store).await.map_err(|e| e.to_string())?;
     match command {
         PoliciesCommand::List => {
@@ -202,6 +200,14 @@ async fn with_database(command: PoliciesCommand, settings: Settings) -> Result<(
         }
         PoliciesCommand::Test { .. } => Ok(()),
     }
+}
+
+/// A migrated database and one connection to it.
+pub(crate) fn open(settings: &Settings) -> Result<(Store, store::PooledConnection), String> {
+    let store = Store::connect(settings).map_err(|e| e.to_string())?;
+    let mut conn = store.get().map_err(|e| e.to_string())?;
+    store::migrate(&mut conn).map_err(|e| e.to_string())?;
+    Ok((store, conn))
 }
 
 fn names(all: &[service::PolicyDetail]) -> String {

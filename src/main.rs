@@ -7,6 +7,7 @@ use actix_web::{HttpServer, web};
 use clap::{Parser, Subcommand};
 
 use encours::auth::{Claims, JwtKeys, KeySource, SCOPES};
+use encours::cli::audit::AuditCommand;
 use encours::cli::events::{ClientsCommand, EventsCommand};
 use encours::cli::{self, PoliciesCommand};
 use encours::config::{Settings, redact_url};
@@ -52,6 +53,9 @@ enum Command {
     /// Clients: rebuild the live state from the event log.
     #[command(subcommand)]
     Clients(ClientsCommand),
+    /// The audit log: verify the chain, replay decisions, export.
+    #[command(subcommand)]
+    Audit(AuditCommand),
 }
 
 fn main() -> ExitCode {
@@ -118,6 +122,7 @@ fn run(command: Command, settings: Settings) -> Result<(), String> {
         Command::Policies(command) => cli::policies(command, settings),
         Command::Events(command) => cli::events::events(command, settings),
         Command::Clients(command) => cli::events::clients(command, settings),
+        Command::Audit(command) => cli::audit::audit(command, settings),
         Command::Openapi => Ok(()),
     }
 }

@@ -1,4 +1,5 @@
-//! Opaque keyset cursors for lists ordered newest first: the (time, id) of the last item.
+//! Opaque keyset cursors: the (time, id) of the last item of a list ordered newest first, or
+//! the sequence number of the last audit record.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -53,4 +54,23 @@ pub fn page<T>(
         encode(at, id)
     });
     (items, next)
+}
+
+#[derive(Serialize, Deserialize)]
+struct SequenceCursor {
+    s: i64,
+}
+
+/// A cursor for lists keyed by a sequence number (the audit log).
+pub fn encode_sequence(sequence: i64) -> String {
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(&SequenceCursor { s: sequence }).unwrap_or_default())
+}
+
+pub fn decode_sequence(raw: &str) -> Result<i64, String> {
+    URL_SAFE_NO_PAD
+        .decode(raw)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<SequenceCursor>(&bytes).ok())
+        .map(|c| c.s)
+        .ok_or_else(|| "is not a cursor returned by this API".to_string())
 }

@@ -39,10 +39,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .service(web::resource("/v1/events").route(web::post().to(events::post_events)))
         .service(web::resource("/v1/portfolio").route(web::get().to(portfolio::get_portfolio)))
+        .service(web::resource("/v1/audit/records").route(web::get().to(audit::list_records)))
         .service(
             web::resource("/v1/audit/records/{sequence}").route(web::get().to(audit::get_record)),
         )
+        .service(
+            web::resource("/v1/audit/records/{sequence}/replay")
+                .route(web::post().to(audit::replay)),
+        )
         .service(web::resource("/v1/audit/verify").route(web::get().to(audit::verify)))
+        .service(web::resource("/v1/audit/export").route(web::get().to(audit::export)))
         .service(
             web::resource("/v1/credit-decisions")
                 .route(web::post().to(decisions::decide))

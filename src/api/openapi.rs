@@ -23,7 +23,7 @@ use super::{audit, clients, decisions, events, health, policies, portfolio};
         clients::put_client, clients::get_client, clients::list_clients,
         decisions::decide, decisions::get_decision, decisions::list_decisions, decisions::resolve,
         events::post_events, events::list_events, portfolio::get_portfolio,
-        audit::get_record, audit::verify,
+        audit::list_records, audit::get_record, audit::verify, audit::replay, audit::export::export,
         policies::list_policies, policies::get_policy, policies::submit_version,
         policies::activate_version, policies::evaluate,
     ),

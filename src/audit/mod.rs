@@ -167,9 +167,13 @@ pub struct Verification {
     pub first_broken: Option<i64>,
 }
 
-/// Recomputes the chain page by page, in constant memory.
+/// Recomputes the chain page by page, in constant memory, up to the head the writers had
+/// recorded when it started (records appended meanwhile are left to the next run), and checks
+/// that the chain really ends there: a record removed from the end is found too.
 pub fn verify(conn: &mut AnyConnection) -> Result<Verification, StoreError> {
     const PAGE: i64 = 1_000;
+    let (head_sequence, head_hash) = table::head(conn)?;
+    let all = table::RecordFilter::default();
     let mut expected_prev = GENESIS_HASH.to_owned();
     let mut expected_seq = 1;
     let mut records = 0;
@@ -177,7 +181,7 @@ pub fn verify(conn: &mut AnyConnection) -> Result<Verification, StoreError> {
     let mut first_broken = None;
     let mut after = 0;
     loop {
-        let page = table::page_after(conn, after, PAGE)?;
+        let page = table::list(conn, &all, Some(after), Some(head_sequence), false, PAGE)?;
         let Some(last) = page.last() else { break };
         after = last.sequence;
         for row in page {
@@ -191,6 +195,14 @@ pub fn verify(conn: &mut AnyConnection) -> Result<Verification, StoreError> {
                 sequence: row.sequence,
                 hash: row.hash,
             });
+        }
+    }
+    if first_broken.is_none() {
+        let last = head.as_ref().map_or(0, |h| h.sequence);
+        if last < head_sequence {
+            first_broken = Some(last + 1);
+        } else if expected_prev != head_hash {
+            first_broken = Some(last.max(1));
         }
     }
     Ok(Verification {

@@ -10,6 +10,7 @@ use chrono::Utc;
 use clap::Subcommand;
 use serde_json::Value;
 
+use super::open;
 use crate::config::Settings;
 use crate::domain::ClientId;
 use crate::domain::events::MAX_BATCH;
@@ -17,7 +18,7 @@ use crate::policy::PolicyEngine;
 use crate::service::events::{EventStatus, ingest_at};
 use crate::service::policies::{PolicyRegistry, defaults};
 use crate::service::rebuild::rebuild_client;
-use crate::store::{self, AnyConnection, Store, ledgers};
+use crate::store::{AnyConnection, ledgers};
 
 #[derive(Subcommand)]
 pub enum EventsCommand {
@@ -46,14 +47,6 @@ pub enum ClientsCommand {
         #[arg(long)]
         check: bool,
     },
-}
-
-/// A migrated database with the default policies loaded.
-fn open(settings: &Settings) -> Result<(Store, store::PooledConnection), String> {
-    let store = Store::connect(settings).map_err(|e| e.to_string())?;
-    let mut conn = store.get().map_err(|e| e.to_string())?;
-    store::migrate(&mut conn).map_err(|e| e.to_string())?;
-    Ok((store, conn))
 }
 
 pub fn events(command: EventsCommand, settings: Settings) -> Result<(), String> {

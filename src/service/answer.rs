@@ -8,7 +8,8 @@ use utoipa::ToSchema;
 
 use super::evaluate::{Evaluation, PolicyRef};
 use crate::audit::AuditRef;
-use crate::policy::Outcome;
+use crate::domain::Currency;
+use crate::policy::{Outcome, PipelineResult};
 
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct Deposit {
@@ -61,6 +62,16 @@ pub struct DecisionTerms {
     pub policies: Vec<PolicyRef>,
 }
 
+/// What a decision's amounts are measured against.
+#[derive(Clone, Debug)]
+pub struct Standing {
+    pub currency: Currency,
+    /// The client's standing limit (a policy may apply a lower one).
+    pub credit_limit: Decimal,
+    /// Open invoices and reserved credit before this decision.
+    pub exposure: Decimal,
+}
+
 /// The code of the engine's own guard, which no policy can switch off.
 pub const OVER_LIMIT_GUARD: &str = "AVAILABLE_CREDIT_EXCEEDED";
 
@@ -68,16 +79,23 @@ impl DecisionTerms {
     /// Builds the terms; when the policies approve more than the applied limit leaves available,
     /// the engine refers the request instead of over-committing.
     pub fn from_evaluation(e: &Evaluation) -> Self {
-        let r = &e.result;
-        let currency = e.client.currency;
+        let standing = Standing {
+            currency: e.client.currency,
+            credit_limit: e.client.credit_limit.to_decimal(),
+            exposure: Decimal::new(e.client.exposure_minor(), e.client.currency.minor_digits()),
+        };
+        Self::compose(&e.result, &e.policies, &standing)
+    }
+
+    /// The terms of a pipeline's result for a client in `standing` (also what a replay
+    /// recomputes from a decision's snapshot).
+    pub fn compose(r: &PipelineResult, policies: &[PolicyRef], standing: &Standing) -> Self {
+        let currency = standing.currency;
         let digits = currency.minor_digits();
         let money = |d: Decimal| d.round_dp(digits).to_string();
         let zero = Decimal::new(0, digits);
-        let limit = r
-            .limit
-            .unwrap_or_else(|| e.client.credit_limit.to_decimal());
-        let exposure = Decimal::new(e.client.exposure_minor(), digits);
-        let available = limit - exposure;
+        let limit = r.limit.unwrap_or(standing.credit_limit);
+        let available = limit - standing.exposure;
         let mut outcome = r.outcome;
         let mut reasons: Vec<ReasonView> = r
             .reasons
@@ -128,7 +146,7 @@ impl DecisionTerms {
                 band: r.band.map(|b| b.as_str().to_owned()),
             },
             reasons,
-            policies: e.policies.clone(),
+            policies: policies.to_vec(),
         }
     }
 

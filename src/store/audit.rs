@@ -58,32 +58,66 @@ pub fn get(conn: &mut AnyConnection, sequence: i64) -> Result<Option<AuditRow>, 
         .map_err(classify)
 }
 
-/// Records after `after` in sequence order, at most `limit`: the unit of streaming reads.
-pub fn page_after(
-    conn: &mut AnyConnection,
-    after: i64,
-    limit: i64,
-) -> Result<Vec<AuditRow>, StoreError> {
-    audit_records::table
-        .filter(audit_records::sequence.gt(after))
-        .order(audit_records::sequence.asc())
-        .limit(limit)
-        .select(AuditRow::as_select())
-        .load(conn)
+/// The stored head (sequence, hash), read without locking.
+pub fn head(conn: &mut AnyConnection) -> Result<(i64, String), StoreError> {
+    audit_head::table
+        .find(1)
+        .select((audit_head::sequence, audit_head::hash))
+        .get_result(conn)
         .map_err(classify)
 }
 
-/// Records about one client, newest first (used by tests and the client history).
-pub fn for_client(
+/// Which records a listing or an export wants.
+#[derive(Clone, Debug, Default)]
+pub struct RecordFilter {
+    pub kind: Option<String>,
+    pub client_id: Option<String>,
+    /// Recorded at or after.
+    pub from: Option<NaiveDateTime>,
+    /// Recorded before.
+    pub to: Option<NaiveDateTime>,
+}
+
+/// One page of records matching `filter`, in sequence order (descending when `newest_first`),
+/// strictly past `after` in that order and never above `upto`.
+pub fn list(
     conn: &mut AnyConnection,
-    client_id: &str,
+    filter: &RecordFilter,
+    after: Option<i64>,
+    upto: Option<i64>,
+    newest_first: bool,
     limit: i64,
 ) -> Result<Vec<AuditRow>, StoreError> {
-    audit_records::table
-        .filter(audit_records::client_id.eq(client_id))
-        .order(audit_records::sequence.desc())
-        .limit(limit)
+    let mut query = audit_records::table
         .select(AuditRow::as_select())
-        .load(conn)
-        .map_err(classify)
+        .limit(limit)
+        .into_boxed();
+    query = if newest_first {
+        query.order(audit_records::sequence.desc())
+    } else {
+        query.order(audit_records::sequence.asc())
+    };
+    if let Some(after) = after {
+        query = if newest_first {
+            query.filter(audit_records::sequence.lt(after))
+        } else {
+            query.filter(audit_records::sequence.gt(after))
+        };
+    }
+    if let Some(upto) = upto {
+        query = query.filter(audit_records::sequence.le(upto));
+    }
+    if let Some(kind) = &filter.kind {
+        query = query.filter(audit_records::kind.eq(kind.clone()));
+    }
+    if let Some(client) = &filter.client_id {
+        query = query.filter(audit_records::client_id.eq(client.clone()));
+    }
+    if let Some(from) = filter.from {
+        query = query.filter(audit_records::recorded_at.ge(from));
+    }
+    if let Some(to) = filter.to {
+        query = query.filter(audit_records::recorded_at.lt(to));
+    }
+    query.load(conn).map_err(classify)
 }

@@ -6,23 +6,23 @@ use serde_json::{Value, json};
 use crate::on_both_backends;
 use crate::support::{Backend, TestApp, client_body};
 
-const ALL: &str = "clients:read clients:write decisions:read decisions:write reviews:write audit:read policies:read";
+pub(crate) const ALL: &str = "clients:read clients:write decisions:read decisions:write reviews:write audit:read policies:read";
 
 /// The facts about a client that policies read, set straight in storage (the events API
 /// is what sets them in production).
 #[derive(Default)]
-struct Facts {
-    insured: Option<&'static str>,
-    invoices_paid: i64,
-    paid_late: i64,
-    average_days_late: i64,
-    days_past_due: i64,
-    external_score: Option<i64>,
-    legal_status: Option<&'static str>,
+pub(crate) struct Facts {
+    pub insured: Option<&'static str>,
+    pub invoices_paid: i64,
+    pub paid_late: i64,
+    pub average_days_late: i64,
+    pub days_past_due: i64,
+    pub external_score: Option<i64>,
+    pub legal_status: Option<&'static str>,
 }
 
 impl Facts {
-    fn good() -> Self {
+    pub fn good() -> Self {
         Self {
             insured: Some("50000.00"),
             invoices_paid: 40,
@@ -32,7 +32,7 @@ impl Facts {
     }
 }
 
-async fn given(app: &TestApp, client: &str, limit: &str, facts: Facts) {
+pub(crate) async fn given(app: &TestApp, client: &str, limit: &str, facts: Facts) {
     let token = app.token(ALL);
     let created = app
         .put_json(
@@ -88,14 +88,19 @@ async fn given(app: &TestApp, client: &str, limit: &str, facts: Facts) {
     }
 }
 
-fn order(request_id: &str, client: &str, amount: &str, terms: i64) -> Value {
+pub(crate) fn order(request_id: &str, client: &str, amount: &str, terms: i64) -> Value {
     json!({
         "request_id": request_id, "client_id": client, "amount": amount, "currency": "EUR",
         "requested_terms_days": terms, "channel": "checkout", "order_ref": "SO-1"
     })
 }
 
-async fn post(app: &TestApp, path: &str, token: &str, body: &Value) -> crate::support::Answer {
+pub(crate) async fn post(
+    app: &TestApp,
+    path: &str,
+    token: &str,
+    body: &Value,
+) -> crate::support::Answer {
     app.call(
         "POST",
         path,
@@ -105,7 +110,7 @@ async fn post(app: &TestApp, path: &str, token: &str, body: &Value) -> crate::su
     .await
 }
 
-async fn decide(app: &TestApp, body: &Value) -> crate::support::Answer {
+pub(crate) async fn decide(app: &TestApp, body: &Value) -> crate::support::Answer {
     post(app, "/v1/credit-decisions", &app.token(ALL), body).await
 }
 

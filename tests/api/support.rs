@@ -248,6 +248,24 @@ impl TestApp {
         self.call("GET", path, Some(token), None).await
     }
 
+    /// A GET whose body the caller reads as a stream, allowed minutes (for exports).
+    pub async fn streaming_get(
+        &self,
+        path: &str,
+        token: &str,
+    ) -> awc::ClientResponse<
+        impl futures_util::Stream<Item = Result<web::Bytes, awc::error::PayloadError>> + Unpin,
+    > {
+        awc::Client::builder()
+            .timeout(std::time::Duration::from_secs(600))
+            .finish()
+            .get(format!("{}{}", self.base, path))
+            .insert_header(("Authorization", format!("Bearer {token}")))
+            .send()
+            .await
+            .expect("request")
+    }
+
     pub async fn put_json(&self, path: &str, token: &str, body: &Value) -> Answer {
         self.call(
             "PUT",

@@ -1,0 +1,2 @@
+DROP TRIGGER audit_head_no_delete;
+DROP TRIGGER audit_head_forward_only;

@@ -1,0 +1,172 @@
+//! Replaying a recorded decision: the recorded policy versions (found by name, version and
+//! sha256) run again on the recorded input snapshot, and the result is compared with what was
+//! answered. Nothing is written.
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+
+use super::diff::{Difference, differences};
+use crate::domain::Currency;
+use crate::policy::{Baseline, PolicyInput};
+use crate::service::ServiceError;
+use crate::service::answer::{DecisionTerms, Standing};
+use crate::service::evaluate::PolicyRef;
+use crate::service::policies::PolicyRegistry;
+use crate::store::AnyConnection;
+use crate::store::audit::AuditRow;
+use crate::store::policies as policy_table;
+
+/// The kind of audit record a credit decision writes; the only kind that replays.
+pub const DECISION_KIND: &str = "decision";
+
+/// How a replay compares with the record.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Replay {
+    pub sequence: i64,
+    pub decision_id: String,
+    /// True when the replay gives exactly the recorded answer and pipeline result.
+    pub identical: bool,
+    /// What was recorded: `answer` (the terms answered) and `result` (the pipeline's result
+    /// and trace, stage durations left out since they are not part of the decision).
+    #[schema(value_type = Object)]
+    pub original: Value,
+    /// The same, recomputed; `null` when a recorded policy version cannot be found.
+    #[schema(value_type = Object, nullable)]
+    pub replayed: Value,
+    /// Every place where the two differ (at most [`super::diff::MAX_DIFFERENCES`]).
+    pub differences: Vec<Difference>,
+}
+
+/// The parts of a decision record's payload a replay reads.
+#[derive(Deserialize)]
+struct Snapshot {
+    decision_id: String,
+    request: RequestSnapshot,
+    client: Value,
+    policies: Vec<PolicyRef>,
+    result: Value,
+    answer: Value,
+}
+
+#[derive(Deserialize)]
+struct RequestSnapshot {
+    request: Value,
+}
+
+/// Replays the decision recorded in `row`.
+pub fn replay(
+    conn: &mut AnyConnection,
+    registry: &PolicyRegistry,
+    row: &AuditRow,
+) -> Result<Replay, ServiceError> {
+    if row.kind != DECISION_KIND {
+        return Err(ServiceError::invalid(
+            "sequence",
+            format!(
+                "record {} is a `{}` record; only `{DECISION_KIND}` records replay",
+                row.sequence, row.kind
+            ),
+        ));
+    }
+    let unreadable = |e: String| {
+        ServiceError::Conflict(format!(
+            "the snapshot of record {} cannot be read ({e}); verify the chain",
+            row.sequence
+        ))
+    };
+    let snap: Snapshot =
+        serde_json::from_str(&row.payload).map_err(|e| unreadable(e.to_string()))?;
+    let original = json!({"answer": snap.answer, "result": without_durations(snap.result)});
+    let mut stages = Vec::with_capacity(snap.policies.len());
+    let mut missing = Vec::new();
+    for p in &snap.policies {
+        let version = i32::try_from(p.version).map_err(|e| unreadable(e.to_string()))?;
+        match policy_table::version(conn, &p.name, version)? {
+            Some(v) if v.sha256 == p.sha256 => stages.push(registry.stage(&v)?),
+            found => missing.push(Difference {
+                path: format!("policies.{}.v{}.sha256", p.name, p.version),
+                original: Value::String(p.sha256.clone()),
+                replayed: found.map_or(Value::Null, |v| Value::String(v.sha256)),
+            }),
+        }
+    }
+    if !missing.is_empty() {
+        return Ok(Replay {
+            sequence: row.sequence,
+            decision_id: snap.decision_id,
+            identical: false,
+            original,
+            replayed: Value::Null,
+            differences: missing,
+        });
+    }
+    let (baseline, standing) = measures(&snap.request.request, &snap.client).map_err(unreadable)?;
+    let input = PolicyInput::credit_request(&snap.request.request, &snap.client, baseline)
+        .map_err(|e| unreadable(e.to_string()))?;
+    let result = registry.engine().run_owned(&stages, input);
+    let terms = DecisionTerms::compose(&result, &snap.policies, &standing);
+    let to_value = |v: Result<Value, serde_json::Error>| {
+        v.map_err(|e| ServiceError::Internal(format!("replay of record {}: {e}", row.sequence)))
+    };
+    let replayed = json!({
+        "answer": to_value(serde_json::to_value(&terms))?,
+        "result": without_durations(to_value(serde_json::to_value(&result))?),
+    });
+    let differences = differences(&original, &replayed);
+    Ok(Replay {
+        sequence: row.sequence,
+        decision_id: snap.decision_id,
+        identical: differences.is_empty(),
+        original,
+        replayed,
+        differences,
+    })
+}
+
+/// The pipeline's baseline and the client's standing, as the decision had them, from the
+/// request and client snapshots.
+fn measures(request: &Value, client: &Value) -> Result<(Baseline, Standing), String> {
+    let text = |v: &Value, path: &[&str]| -> Result<String, String> {
+        path.iter()
+            .try_fold(v, |v, key| v.get(key))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| format!("no `{}`", path.join(".")))
+    };
+    let decimal = |v: &Value, path: &[&str]| -> Result<Decimal, String> {
+        let raw = text(v, path)?;
+        raw.parse::<Decimal>()
+            .map_err(|e| format!("`{}` = {raw}: {e}", path.join(".")))
+    };
+    let currency = Currency::parse(&text(request, &["currency"])?)?;
+    let terms_days = request
+        .get("requested_terms_days")
+        .and_then(Value::as_u64)
+        .and_then(|d| u32::try_from(d).ok())
+        .ok_or("no `requested_terms_days`")?;
+    let credit_limit = decimal(client, &["credit_limit"])?;
+    let baseline = Baseline::credit_request(
+        decimal(request, &["amount"])?,
+        terms_days,
+        Some(credit_limit),
+        currency.minor_digits(),
+    );
+    let standing = Standing {
+        currency,
+        credit_limit,
+        exposure: decimal(client, &["exposure", "total"])?,
+    };
+    Ok((baseline, standing))
+}
+
+/// `result` without each stage's wall-clock duration, which no replay reproduces.
+fn without_durations(mut result: Value) -> Value {
+    if let Some(trace) = result.get_mut("trace").and_then(Value::as_array_mut) {
+        for stage in trace.iter_mut().filter_map(Value::as_object_mut) {
+            stage.remove("duration_us");
+        }
+    }
+    result
+}

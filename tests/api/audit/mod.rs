@@ -1,0 +1,6 @@
+//! The auditor's side: the append-only chain and where tampering is found, replay of every
+//! decision, and exports.
+
+mod export;
+mod replay;
+mod tamper;
