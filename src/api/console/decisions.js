@@ -143,8 +143,8 @@ export async function decisionView(container, [id]) {
         ["Decided", when(d.decided_at)],
         ["Decided by", d.decided_by],
         ["Reservation expires", when(d.expires_at)],
-        ["Comment", d.comment],
-      ]),
+        d.comment ? ["Comment", d.comment] : null,
+      ].filter(Boolean)),
     ),
     section(
       "Reasons",
