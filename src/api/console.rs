@@ -33,16 +33,19 @@ const ASSETS: &[(&str, &str, &str)] = &[
 const JS: &str = "text/javascript; charset=utf-8";
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/console").route(web::get().to(page)))
+    cfg.service(web::resource("/console").route(web::get().to(console_page)))
         .service(web::resource("/console/{asset}").route(web::get().to(asset)));
 }
 
-/// The auditor console: decisions and their reasons, the review queue, the audit chain and its
-/// exports, clients. The page is public; the API calls it makes need a token with the
-/// matching scopes (`decisions:read`, `clients:read`, `audit:read`, `reviews:write`).
+/// The auditor console.
+///
+/// One page for auditors and credit managers: decisions and their reasons, the review queue,
+/// the audit chain and its exports, clients. The page is public; the API calls it makes carry
+/// the user's token and need its scopes (`decisions:read`, `clients:read`, `audit:read`,
+/// `reviews:write`).
 #[utoipa::path(get, path = "/console", tag = "operations",
     responses((status = 200, description = "The console's HTML page", body = String, content_type = "text/html")))]
-pub async fn page() -> HttpResponse {
+pub async fn console_page() -> HttpResponse {
     serve("text/html; charset=utf-8", INDEX)
 }
 

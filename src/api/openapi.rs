@@ -19,7 +19,7 @@ use super::{audit, clients, console, decisions, events, health, policies, portfo
         license(name = "Proprietary"),
     ),
     paths(
-        health::healthz, health::readyz, health::metrics, console::page,
+        health::healthz, health::readyz, health::metrics, console::console_page,
         clients::put_client, clients::get_client, clients::list_clients,
         decisions::decide, decisions::get_decision, decisions::list_decisions, decisions::resolve,
         events::post_events, events::list_events, portfolio::get_portfolio,

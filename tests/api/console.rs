@@ -296,6 +296,30 @@ async fn drive(b: &Client, app: &TestApp, token: &str, decision: &Value) -> Outc
         eprintln!("screenshot saved to {path}");
     }
 
+    // The client behind it, with its event history; then the (empty) review queue.
+    b.find(Locator::Css(".title a[href='#/client/C-1042']"))
+        .await?
+        .click()
+        .await?;
+    let name = wait(".view-client h1").await?.text().await?;
+    check(
+        name == "Boulangeries Martin SAS",
+        format!("client name: {name}"),
+    )?;
+    b.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::XPath("//td[text()='E-3']"))
+        .await?;
+    b.find(Locator::Css("a[data-route='reviews']"))
+        .await?
+        .click()
+        .await?;
+    let empty = wait(".view-reviews .empty").await?.text().await?;
+    check(
+        empty.contains("queue is empty"),
+        format!("review queue: {empty}"),
+    )?;
+
     let log = b.issue_cmd(BrowserLog).await?;
     let severe: Vec<&Value> = log
         .as_array()
