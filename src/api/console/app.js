@@ -17,7 +17,7 @@ const ROUTES = {
   client: clientView,
 };
 
-/** Why the user was sent to the token screen, shown there once. */
+/** Why the user was sent to the token screen, shown there until another token is used. */
 let refused = null;
 
 whenUnauthorized((problem) => {
@@ -81,10 +81,7 @@ function leave() {
 /** Paste a JWT; its subject, scopes and expiry are shown decoded before it is used. */
 function tokenView(container) {
   const current = token();
-  if (refused) {
-    container.append(problemBox(refused));
-    refused = null;
-  }
+  if (refused) container.append(problemBox(refused));
   if (current) {
     container.append(claimsCard(current));
   }
@@ -129,6 +126,7 @@ function tokenView(container) {
       return;
     }
     setToken(value);
+    refused = null;
     location.hash = "#/decisions";
   });
   container.append(form);

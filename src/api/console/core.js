@@ -199,7 +199,7 @@ export function outcomeBadge(outcome) {
 
 export function bandBadge(band, score) {
   if (!band && (score === null || score === undefined)) return el("span", { class: "muted", text: "not scored" });
-  return el("span", {}, el("span", { class: `badge band-${band}`, text: band || "?" }), ` ${score ?? ""}`);
+  return el("span", { class: "nowrap" }, el("span", { class: `badge band-${band}`, text: band || "?" }), ` ${score ?? ""}`);
 }
 
 export function mono(value, title) {

@@ -13,7 +13,7 @@ const OUTCOMES = ["approved", "conditional", "review", "declined"];
 export const decisionRows = [
   ["Decided", (d) => decisionLink(d.decision_id, when(d.decided_at))],
   ["Client", (d) => clientLink(d.client_id)],
-  ["Outcome", (d) => el("span", {}, outcomeBadge(d.outcome), d.resolved_by ? el("span", { class: "muted", text: " resolved" }) : null)],
+  ["Outcome", (d) => el("span", { class: "nowrap" }, outcomeBadge(d.outcome), d.resolved_by ? el("span", { class: "muted", text: " resolved" }) : null)],
   ["Requested", (d) => el("span", { class: "num", text: amount(d.requested_amount, d.currency) })],
   ["Approved", (d) => el("span", { class: "num", text: amount(d.approved_amount, d.currency) })],
   ["Terms", (d) => (d.terms_days === null || d.terms_days === undefined ? "—" : `${d.terms_days} d`)],
@@ -168,6 +168,7 @@ export async function decisionView(container, [id]) {
           ["SHA-256", (p) => mono(p.sha256)],
         ],
         d.policies || [],
+        "No policy: a credit manager decided (see the reasons).",
       ),
     ),
   );

@@ -19,10 +19,11 @@ export async function recordSection(slot, sequence) {
     );
     return;
   }
-  slot.replaceChildren(...recordParts(record));
+  slot.replaceChildren(...recordParts(record, true));
 }
 
-export function recordParts(r) {
+/** The record's parts; `embedded` (under its decision) leaves out what the decision shows. */
+export function recordParts(r, embedded = false) {
   const p = r.payload || {};
   const parts = [
     facts([
@@ -31,10 +32,10 @@ export function recordParts(r) {
       ["Client", clientLink(r.client_id)],
       ["Actor", r.actor],
       ["Recorded", when(r.recorded_at)],
-      ["Sequence", `#${r.sequence}`],
+      embedded ? null : ["Sequence", `#${r.sequence}`],
       ["Previous hash", hash(r.prev_hash)],
-      ["Hash", hash(r.hash)],
-      p.decision_id ? ["Decision", decisionLink(p.decision_id, p.decision_id)] : null,
+      embedded ? null : ["Hash", hash(r.hash)],
+      p.decision_id && !embedded ? ["Decision", decisionLink(p.decision_id, p.decision_id)] : null,
     ].filter(Boolean)),
   ];
   const replaySlot = el("div", { class: "replay" });
