@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod auth;
 pub mod clients;
+pub mod console;
 pub mod cursor;
 pub mod decisions;
 pub mod error;
@@ -73,6 +74,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::resource("/v1/policies/{name}/versions/{version}/activate")
                 .route(web::post().to(policies::activate_version)),
         )
+        .configure(console::configure)
         .service(web::resource("/docs").route(web::get().to(docs_redirect)))
         .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi::document()));
 }

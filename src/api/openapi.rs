@@ -8,7 +8,7 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use super::error::{PROBLEM_JSON, Problem};
-use super::{audit, clients, decisions, events, health, policies, portfolio};
+use super::{audit, clients, console, decisions, events, health, policies, portfolio};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,7 +19,7 @@ use super::{audit, clients, decisions, events, health, policies, portfolio};
         license(name = "Proprietary"),
     ),
     paths(
-        health::healthz, health::readyz, health::metrics,
+        health::healthz, health::readyz, health::metrics, console::console_page,
         clients::put_client, clients::get_client, clients::list_clients,
         decisions::decide, decisions::get_decision, decisions::list_decisions, decisions::resolve,
         events::post_events, events::list_events, portfolio::get_portfolio,
@@ -35,7 +35,7 @@ use super::{audit, clients, decisions, events, health, policies, portfolio};
         (name = "events", description = "Client events from the ERP: invoices, payments, insurance, scores, alerts"),
         (name = "policies", description = "Rhai credit policies: versions, tests, activation, evaluation"),
         (name = "audit", description = "The tamper-evident log of every act"),
-        (name = "operations", description = "Health, readiness and metrics (no token)"),
+        (name = "operations", description = "Health, readiness, metrics and the auditor console page (no token)"),
     )
 )]
 pub struct ApiDoc;
