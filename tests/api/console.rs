@@ -296,6 +296,19 @@ async fn drive(b: &Client, app: &TestApp, token: &str, decision: &Value) -> Outc
         eprintln!("screenshot saved to {path}");
     }
 
+    // Replayed with the policy versions it names, it gives the recorded decision.
+    b.find(Locator::XPath(
+        "//button[text()='Replay with the recorded policies']",
+    ))
+    .await?
+    .click()
+    .await?;
+    let replay = wait("#replay-result").await?;
+    check(
+        replay.attr("class").await?.as_deref() == Some("note ok"),
+        format!("replay: {}", replay.text().await?),
+    )?;
+
     // The client behind it, with its event history; then the (empty) review queue.
     b.find(Locator::Css(".title a[href='#/client/C-1042']"))
         .await?
@@ -319,6 +332,27 @@ async fn drive(b: &Client, app: &TestApp, token: &str, decision: &Value) -> Outc
         empty.contains("queue is empty"),
         format!("review queue: {empty}"),
     )?;
+
+    // The audit view: the chain verifies, and the decision's record is listed.
+    b.find(Locator::Css("a[data-route='audit']"))
+        .await?
+        .click()
+        .await?;
+    b.find(Locator::XPath("//button[text()='Verify chain']"))
+        .await?
+        .click()
+        .await?;
+    let verified = wait("#verify-result").await?;
+    check(
+        verified.attr("class").await?.as_deref() == Some("note ok"),
+        format!("verify: {}", verified.text().await?),
+    )?;
+    let sequence = decision["audit"]["sequence"].as_i64().unwrap_or_default();
+    let record = format!("//a[text()='#{sequence}']");
+    b.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::XPath(&record))
+        .await?;
 
     let log = b.issue_cmd(BrowserLog).await?;
     let severe: Vec<&Value> = log
