@@ -14,11 +14,13 @@ use super::clients::profile_json;
 use super::committer::DecisionWriter;
 use super::evaluate::{Read, client_for, run_pipeline};
 use super::policies::PolicyRegistry;
+use super::reviews::risk_of;
 use crate::audit::{self, Chain, Entry, Header, canonical_json};
-use crate::domain::{Client, ClientProfile, ClientStatus, CreditRequest, Money};
+use crate::domain::{Client, ClientProfile, ClientStatus, CreditRequest, Money, Risk};
 use crate::policy::Trigger;
 use crate::store::clients as client_table;
 use crate::store::decisions::{self as table, DecisionRow, ResolutionRow};
+use crate::store::ledgers::{self, Reviewed};
 use crate::store::reservations::{self, ReservationRow};
 use crate::store::{AnyConnection, Store, write_tx_retrying};
 
@@ -77,6 +79,8 @@ pub(crate) struct Draft {
     /// The client as the policies saw it, and whether it is a prospect met now.
     client: Client,
     is_new: bool,
+    /// The risk the scoring stage gave, kept on a prospect created by this decision.
+    risk: Option<Risk>,
     /// The policy generation the stages came from.
     generation: i64,
     terms: DecisionTerms,
@@ -128,6 +132,7 @@ fn draft(
         now,
         client: evaluation.client,
         is_new,
+        risk: risk_of(&evaluation.result),
         generation: active.generation,
         terms,
         approved,
@@ -178,7 +183,15 @@ fn write(conn: &mut AnyConnection, chain: &mut Chain, d: Draft) -> Result<Decide
     if d.is_new {
         let limit = Money::parse(&d.terms.credit_limit, d.client.currency)
             .map_err(|e| ServiceError::Internal(format!("limit {}: {e}", d.terms.credit_limit)))?;
-        create_prospect(conn, chain, &d.client, limit, &d.actor, d.now)?;
+        create_prospect(
+            conn,
+            chain,
+            &d.client,
+            limit,
+            d.risk.as_ref(),
+            &d.actor,
+            d.now,
+        )?;
     }
     reserve(
         conn,
@@ -271,12 +284,15 @@ fn reserve(
 }
 
 /// A buyer first met through a credit request: stored as a prospect with the limit the
-/// policies opened for it, so its available credit reads true from now on.
+/// policies opened for it and the risk they scored, so its available credit and band read
+/// true from now on.
+#[allow(clippy::too_many_arguments)]
 fn create_prospect(
     conn: &mut AnyConnection,
     chain: &mut Chain,
     client: &Client,
     limit: Money,
+    risk: Option<&Risk>,
     actor: &str,
     now: DateTime<Utc>,
 ) -> Result<(), ServiceError> {
@@ -302,6 +318,19 @@ fn create_prospect(
         true,
         now,
     )?;
+    if risk.is_some() {
+        ledgers::save_review(
+            conn,
+            client.client_id.as_str(),
+            &Reviewed {
+                risk,
+                credit_limit_minor: limit.minor(),
+                status: ClientStatus::Active,
+                next_review_on: None,
+                at: now,
+            },
+        )?;
+    }
     chain.append(
         conn,
         Header {

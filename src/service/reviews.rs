@@ -221,7 +221,8 @@ fn schedule_reasons(client: &Client, today: chrono::NaiveDate) -> Vec<String> {
     reasons
 }
 
-fn risk_of(result: &PipelineResult) -> Option<Risk> {
+/// The risk a pipeline's `scoring` stage gave, if it ran.
+pub(crate) fn risk_of(result: &PipelineResult) -> Option<Risk> {
     let (score, band) = (result.score?, result.band?);
     Some(Risk {
         score,

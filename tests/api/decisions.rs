@@ -296,6 +296,13 @@ async fn prospects_are_created_and_pay_a_deposit(backend: Backend) {
         client.body["credit_limit"], d.body["credit_limit"],
         "the opening limit is kept"
     );
+    assert!(d.body["risk"]["band"].is_string(), "{}", d.text);
+    assert_eq!(
+        client.body["risk"]["band"], d.body["risk"]["band"],
+        "the risk the decision scored is kept: {}",
+        client.text
+    );
+    assert_eq!(client.body["risk"]["score"], d.body["risk"]["score"]);
 }
 
 async fn input_errors(backend: Backend) {
