@@ -12,7 +12,7 @@ use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
 pub use diff::{Difference, MAX_DIFFERENCES};
-pub use replay::{DECISION_KIND, Replay};
+pub use replay::{DECISION_KIND, Recorded, Replay};
 
 use super::ServiceError;
 use super::policies::PolicyRegistry;

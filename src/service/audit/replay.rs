@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 
 use super::diff::{Difference, differences};
 use crate::domain::Currency;
-use crate::policy::{Baseline, PolicyInput};
+use crate::policy::{Baseline, PipelineResult, PolicyEngine, PolicyInput, Stage};
 use crate::service::ServiceError;
 use crate::service::answer::{DecisionTerms, Standing};
 use crate::service::evaluate::PolicyRef;
@@ -39,7 +39,23 @@ pub struct Replay {
     pub differences: Vec<Difference>,
 }
 
-/// The parts of a decision record's payload a replay reads.
+/// A decision as its audit record keeps it: what the policies read, which versions ran, and
+/// what was answered. What replay, backtests and captured test cases start from.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub sequence: i64,
+    pub decision_id: String,
+    /// The `request` object the policies read.
+    pub request: Value,
+    /// The `client` object the policies read.
+    pub client: Value,
+    pub policies: Vec<PolicyRef>,
+    /// The pipeline's result as recorded.
+    pub result: Value,
+    /// The terms answered (a [`DecisionTerms`]).
+    pub answer: Value,
+}
+
 #[derive(Deserialize)]
 struct Snapshot {
     decision_id: String,
@@ -55,60 +71,123 @@ struct RequestSnapshot {
     request: Value,
 }
 
-/// Replays the decision recorded in `row`.
+impl Recorded {
+    /// Reads a `decision` record; another kind is refused (422), a payload that does not read
+    /// is a conflict (409: the chain needs verifying).
+    pub fn parse(row: &AuditRow) -> Result<Self, ServiceError> {
+        if row.kind != DECISION_KIND {
+            return Err(ServiceError::invalid(
+                "sequence",
+                format!(
+                    "record {} is a `{}` record; only `{DECISION_KIND}` records replay",
+                    row.sequence, row.kind
+                ),
+            ));
+        }
+        let snap: Snapshot = serde_json::from_str(&row.payload)
+            .map_err(|e| unreadable(row.sequence, e.to_string()))?;
+        Ok(Self {
+            sequence: row.sequence,
+            decision_id: snap.decision_id,
+            request: snap.request.request,
+            client: snap.client,
+            policies: snap.policies,
+            result: snap.result,
+            answer: snap.answer,
+        })
+    }
+
+    /// The stages that decided, from their stored versions (sha256 checked), with `instead`
+    /// in place of the stage of the same name. A version that cannot be found, or whose
+    /// sha256 changed, is returned as a difference instead.
+    pub fn stages(
+        &self,
+        conn: &mut AnyConnection,
+        registry: &PolicyRegistry,
+        instead: Option<&Stage>,
+    ) -> Result<Result<Vec<Stage>, Vec<Difference>>, ServiceError> {
+        let mut stages = Vec::with_capacity(self.policies.len());
+        let mut missing = Vec::new();
+        for p in &self.policies {
+            if let Some(stage) = instead.filter(|s| s.name == p.name) {
+                stages.push(stage.clone());
+                continue;
+            }
+            let version =
+                i32::try_from(p.version).map_err(|e| unreadable(self.sequence, e.to_string()))?;
+            match policy_table::version(conn, &p.name, version)? {
+                Some(v) if v.sha256 == p.sha256 => stages.push(registry.stage(&v)?),
+                found => missing.push(Difference {
+                    path: format!("policies.{}.v{}.sha256", p.name, p.version),
+                    original: Value::String(p.sha256.clone()),
+                    replayed: found.map_or(Value::Null, |v| Value::String(v.sha256)),
+                }),
+            }
+        }
+        Ok(if missing.is_empty() {
+            Ok(stages)
+        } else {
+            Err(missing)
+        })
+    }
+
+    /// Runs `stages` on the recorded input: the pipeline's result and the terms it gives.
+    pub fn rerun(
+        &self,
+        engine: &PolicyEngine,
+        stages: &[Stage],
+    ) -> Result<(PipelineResult, DecisionTerms), ServiceError> {
+        let (baseline, standing) =
+            measures(&self.request, &self.client).map_err(|e| unreadable(self.sequence, e))?;
+        let input = PolicyInput::credit_request(&self.request, &self.client, baseline)
+            .map_err(|e| unreadable(self.sequence, e.to_string()))?;
+        let result = engine.run_owned(stages, input);
+        let policies: Vec<PolicyRef> = stages
+            .iter()
+            .map(|s| PolicyRef {
+                name: s.name.clone(),
+                version: s.version,
+                sha256: s.policy.sha256().to_owned(),
+            })
+            .collect();
+        let terms = DecisionTerms::compose(&result, &policies, &standing);
+        Ok((result, terms))
+    }
+}
+
+fn unreadable(sequence: i64, e: String) -> ServiceError {
+    ServiceError::Conflict(format!(
+        "the snapshot of record {sequence} cannot be read ({e}); verify the chain"
+    ))
+}
+
+/// Replays the decision recorded in `row` with the versions it names.
 pub fn replay(
     conn: &mut AnyConnection,
     registry: &PolicyRegistry,
     row: &AuditRow,
 ) -> Result<Replay, ServiceError> {
-    if row.kind != DECISION_KIND {
-        return Err(ServiceError::invalid(
-            "sequence",
-            format!(
-                "record {} is a `{}` record; only `{DECISION_KIND}` records replay",
-                row.sequence, row.kind
-            ),
-        ));
-    }
-    let unreadable = |e: String| {
-        ServiceError::Conflict(format!(
-            "the snapshot of record {} cannot be read ({e}); verify the chain",
-            row.sequence
-        ))
-    };
-    let snap: Snapshot =
-        serde_json::from_str(&row.payload).map_err(|e| unreadable(e.to_string()))?;
-    let original = json!({"answer": snap.answer, "result": without_durations(snap.result)});
-    let mut stages = Vec::with_capacity(snap.policies.len());
-    let mut missing = Vec::new();
-    for p in &snap.policies {
-        let version = i32::try_from(p.version).map_err(|e| unreadable(e.to_string()))?;
-        match policy_table::version(conn, &p.name, version)? {
-            Some(v) if v.sha256 == p.sha256 => stages.push(registry.stage(&v)?),
-            found => missing.push(Difference {
-                path: format!("policies.{}.v{}.sha256", p.name, p.version),
-                original: Value::String(p.sha256.clone()),
-                replayed: found.map_or(Value::Null, |v| Value::String(v.sha256)),
-            }),
+    let rec = Recorded::parse(row)?;
+    let original = json!({
+        "answer": rec.answer,
+        "result": without_durations(rec.result.clone()),
+    });
+    let stages = match rec.stages(conn, registry, None)? {
+        Ok(stages) => stages,
+        Err(missing) => {
+            return Ok(Replay {
+                sequence: rec.sequence,
+                decision_id: rec.decision_id,
+                identical: false,
+                original,
+                replayed: Value::Null,
+                differences: missing,
+            });
         }
-    }
-    if !missing.is_empty() {
-        return Ok(Replay {
-            sequence: row.sequence,
-            decision_id: snap.decision_id,
-            identical: false,
-            original,
-            replayed: Value::Null,
-            differences: missing,
-        });
-    }
-    let (baseline, standing) = measures(&snap.request.request, &snap.client).map_err(unreadable)?;
-    let input = PolicyInput::credit_request(&snap.request.request, &snap.client, baseline)
-        .map_err(|e| unreadable(e.to_string()))?;
-    let result = registry.engine().run_owned(&stages, input);
-    let terms = DecisionTerms::compose(&result, &snap.policies, &standing);
+    };
+    let (result, terms) = rec.rerun(registry.engine(), &stages)?;
     let to_value = |v: Result<Value, serde_json::Error>| {
-        v.map_err(|e| ServiceError::Internal(format!("replay of record {}: {e}", row.sequence)))
+        v.map_err(|e| ServiceError::Internal(format!("replay of record {}: {e}", rec.sequence)))
     };
     let replayed = json!({
         "answer": to_value(serde_json::to_value(&terms))?,
@@ -116,8 +195,8 @@ pub fn replay(
     });
     let differences = differences(&original, &replayed);
     Ok(Replay {
-        sequence: row.sequence,
-        decision_id: snap.decision_id,
+        sequence: rec.sequence,
+        decision_id: rec.decision_id,
         identical: differences.is_empty(),
         original,
         replayed,
