@@ -23,6 +23,20 @@ pub struct PolicyRef {
     pub sha256: String,
 }
 
+impl PolicyRef {
+    /// The versions a pipeline of `stages` runs.
+    pub fn of_stages(stages: &[Stage]) -> Vec<Self> {
+        stages
+            .iter()
+            .map(|s| Self {
+                name: s.name.clone(),
+                version: s.version,
+                sha256: s.policy.sha256().to_owned(),
+            })
+            .collect()
+    }
+}
+
 /// What the pipeline said, on what.
 #[derive(Debug)]
 pub struct Evaluation {
@@ -90,14 +104,7 @@ pub fn run_pipeline(
     let input = PolicyInput::credit_request(&request.to_json(), &client_view, baseline)
         .map_err(|e| ServiceError::Internal(format!("policy input: {e}")))?;
     let result = registry.engine().run_owned(stages, input);
-    let policies = stages
-        .iter()
-        .map(|s| PolicyRef {
-            name: s.name.clone(),
-            version: s.version,
-            sha256: s.policy.sha256().to_owned(),
-        })
-        .collect();
+    let policies = PolicyRef::of_stages(stages);
     Ok(Evaluation {
         client,
         client_view,

@@ -140,14 +140,7 @@ pub fn review_read(
     if limit == client.credit_limit && status == client.status && !referred {
         return Ok(None);
     }
-    let policies: Vec<PolicyRef> = stages
-        .iter()
-        .map(|s| PolicyRef {
-            name: s.name.clone(),
-            version: s.version,
-            sha256: s.policy.sha256().to_owned(),
-        })
-        .collect();
+    let policies = PolicyRef::of_stages(stages);
     let reasons: Vec<String> = result.reasons.iter().map(|r| r.code.clone()).collect();
     let payload = json!({
         "client_id": id.as_str(),

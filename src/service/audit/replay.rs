@@ -142,14 +142,7 @@ impl Recorded {
         let input = PolicyInput::credit_request(&self.request, &self.client, baseline)
             .map_err(|e| unreadable(self.sequence, e.to_string()))?;
         let result = engine.run_owned(stages, input);
-        let policies: Vec<PolicyRef> = stages
-            .iter()
-            .map(|s| PolicyRef {
-                name: s.name.clone(),
-                version: s.version,
-                sha256: s.policy.sha256().to_owned(),
-            })
-            .collect();
+        let policies = PolicyRef::of_stages(stages);
         let terms = DecisionTerms::compose(&result, &policies, &standing);
         Ok((result, terms))
     }
