@@ -4,6 +4,7 @@
 
 mod support;
 
+mod attacks;
 mod audit;
 mod auth;
 mod cli;
