@@ -43,7 +43,7 @@ async fn serve(database_url: &str) -> (Child, String) {
         .local_addr()
         .unwrap()
         .port();
-    let child = Command::new(env!("CARGO_BIN_EXE_encours"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_encours"))
         .arg("serve")
         .env("ENCOURS_DATABASE_URL", database_url)
         .env("ENCOURS_BIND", format!("127.0.0.1:{port}"))
@@ -65,6 +65,8 @@ async fn serve(database_url: &str) -> (Child, String) {
         }
         actix_web::rt::time::sleep(Duration::from_millis(50)).await;
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("encours serve did not become ready");
 }
 
