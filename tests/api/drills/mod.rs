@@ -1,8 +1,10 @@
-//! Crash drill: the real `encours serve` binary takes decisions and events under load and is
-//! SIGKILLed at random moments, 20 times per backend. After each restart, everything it
+//! Process drills: the real `encours serve` binary under a load of decisions and events is
+//! killed (SIGKILL, 20 times per backend) or asked to stop (SIGTERM). Afterwards everything it
 //! acknowledged is there, nothing is half-written (every decision has its audit record and its
 //! reservation), reservations equal the sum of live decisions, the chain verifies and the live
 //! state equals its rebuild from the event log.
+
+mod shutdown;
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -73,6 +75,11 @@ async fn serve(database_url: &str) -> (Child, String) {
 /// What the server acknowledged before it died.
 #[derive(Default)]
 struct Acked {
+    /// Requests sent that got no answer (the server died, or refused the connection).
+    unanswered: Vec<String>,
+    /// Answers to requests sent before the server was told to stop that arrived after it
+    /// (requests in flight, finished).
+    answered_after_stop: usize,
     /// decision_id → (request body, approved amount)
     decisions: BTreeMap<String, (Value, String)>,
     /// event_id → client_id
@@ -81,12 +88,22 @@ struct Acked {
 
 /// One client of the load: decisions, and now and then a batch of invoices, until the server
 /// stops answering.
-async fn worker(base: String, round: usize, w: usize, acked: Rc<Cell<Acked>>) {
+async fn worker(
+    base: String,
+    round: usize,
+    w: usize,
+    acked: Rc<Cell<Acked>>,
+    stopping: Rc<Cell<bool>>,
+) {
     let http = awc::Client::builder()
         .timeout(Duration::from_secs(10))
         .finish();
     let auth = format!("Bearer {}", token());
     for i in 0.. {
+        // Like a load balancer draining an instance: nothing new once it is told to stop.
+        if stopping.get() {
+            return;
+        }
         let client = format!("K-{}", (w + i) % CLIENTS);
         let (path, body) = if i % 4 == 3 {
             let events: Vec<Value> = (0..5)
@@ -116,13 +133,28 @@ async fn worker(base: String, round: usize, w: usize, acked: Rc<Cell<Acked>>) {
             .insert_header(("Authorization", auth.as_str()))
             .send_json(&body)
             .await;
-        let Ok(mut res) = sent else { return };
-        let Ok(bytes) = res.body().await else { return };
-        let Ok(answer) = serde_json::from_slice::<Value>(&bytes) else {
-            return;
+        let answer = match sent {
+            Ok(mut res) => match res.body().await {
+                Ok(bytes) => serde_json::from_slice::<Value>(&bytes)
+                    .map(|answer| (res.status().as_u16(), answer))
+                    .map_err(|e| format!("body: {e}")),
+                Err(e) => Err(format!("payload: {e}")),
+            },
+            Err(e) => Err(format!("send: {e:?}")),
         };
         let mut state = acked.take();
-        match (path, res.status().as_u16()) {
+        let (status, answer) = match answer {
+            Ok(answered) => answered,
+            Err(why) => {
+                state.unanswered.push(why);
+                acked.set(state);
+                return;
+            }
+        };
+        if stopping.get() {
+            state.answered_after_stop += 1;
+        }
+        match (path, status) {
             ("/v1/credit-decisions", 201 | 200) => {
                 state.decisions.insert(
                     answer["decision_id"].as_str().unwrap().to_owned(),
@@ -158,13 +190,10 @@ async fn pages(app: &TestApp, token: &str, path: &str) -> Vec<Value> {
     }
 }
 
-async fn nothing_acknowledged_is_lost_when_killed(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
-    let url = app.state.settings.database_url.clone();
-    // Set up through the API only (a profile, then cover and a score as events), so that the
-    // live state must equal its rebuild from the event log.
+/// A database with clients set up through the API only (a profile, then cover and a score as
+/// events), so that the live state must equal its rebuild from the event log.
+async fn book(backend: Backend) -> Option<TestApp> {
+    let app = TestApp::spawn(backend).await?;
     let token = app.token(&SCOPES.join(" "));
     for c in 0..CLIENTS {
         let client = format!("K-{c}");
@@ -186,17 +215,48 @@ async fn nothing_acknowledged_is_lost_when_killed(backend: Backend) {
         let answer = crate::decisions::post(&app, "/v1/events", &token, &facts).await;
         assert_eq!(answer.status, 200, "{}", answer.text);
     }
+    Some(app)
+}
+
+/// One round: a fresh server process under load until `stop` ends it.
+async fn round<F, Fut>(url: &str, round: usize, acked: &Rc<Cell<Acked>>, stop: F)
+where
+    F: FnOnce(Child) -> Fut,
+    Fut: std::future::Future<Output = Child>,
+{
+    let (child, base) = serve(url).await;
+    let stopping = Rc::new(Cell::new(false));
+    let workers = (0..WORKERS).map(|w| {
+        worker(
+            base.clone(),
+            round,
+            w,
+            Rc::clone(acked),
+            Rc::clone(&stopping),
+        )
+    });
+    let stopper = async {
+        let after = rand::random_range(100..500);
+        actix_web::rt::time::sleep(Duration::from_millis(after)).await;
+        stopping.set(true);
+        stop(child).await
+    };
+    let (_, mut child) = futures_util::future::join(join_all(workers), stopper).await;
+    let _ = child.wait();
+}
+
+async fn nothing_acknowledged_is_lost_when_killed(backend: Backend) {
+    let Some(app) = book(backend).await else {
+        return;
+    };
+    let url = app.state.settings.database_url.clone();
     let acked = Rc::new(Cell::new(Acked::default()));
-    for round in 0..KILLS {
-        let (mut child, base) = serve(&url).await;
-        let workers = (0..WORKERS).map(|w| worker(base.clone(), round, w, Rc::clone(&acked)));
-        let kill = async {
-            let after = rand::random_range(100..500);
-            actix_web::rt::time::sleep(Duration::from_millis(after)).await;
+    for r in 0..KILLS {
+        round(&url, r, &acked, |mut child| async move {
             child.kill().expect("SIGKILL");
-        };
-        futures_util::future::join(join_all(workers), kill).await;
-        child.wait().expect("reaped");
+            child
+        })
+        .await;
     }
     let acked = acked.take();
     eprintln!(
@@ -205,23 +265,27 @@ async fn nothing_acknowledged_is_lost_when_killed(backend: Backend) {
         acked.events.len()
     );
     assert!(acked.decisions.len() > KILLS, "the load did run");
+    all_there(&app, &url, &acked).await;
+}
 
-    // A last restart, then everything is checked through it.
-    let (mut child, _) = serve(&url).await;
+/// Through one more server process: everything acknowledged is there and consistent.
+async fn all_there(app: &TestApp, url: &str, acked: &Acked) {
+    let (mut child, _) = serve(url).await;
+    let token = app.token(&SCOPES.join(" "));
     for (id, (_, approved)) in &acked.decisions {
         let stored = app.get(&format!("/v1/credit-decisions/{id}"), &token).await;
         assert_eq!(stored.status, 200, "acknowledged decision {id} lost");
         assert_eq!(&stored.body["approved_amount"], approved);
     }
     let (id, (body, _)) = acked.decisions.iter().next().unwrap();
-    let retry = crate::decisions::decide(&app, body).await;
+    let retry = crate::decisions::decide(app, body).await;
     assert_eq!(retry.status, 200, "a retry after the crash: {}", retry.text);
     assert_eq!(retry.body["decision_id"], id.as_str());
     let mut decisions_stored = 0;
     for c in 0..CLIENTS {
         let client = format!("K-{c}");
         let events = pages(
-            &app,
+            app,
             &token,
             &format!("/v1/clients/{client}/events?type=invoice_issued"),
         )
@@ -239,7 +303,7 @@ async fn nothing_acknowledged_is_lost_when_killed(backend: Backend) {
             }
         }
         let decisions = pages(
-            &app,
+            app,
             &token,
             &format!("/v1/credit-decisions?client_id={client}"),
         )
@@ -267,7 +331,7 @@ async fn nothing_acknowledged_is_lost_when_killed(backend: Backend) {
             "{client}: reservations equal live decisions"
         );
     }
-    let records = pages(&app, &token, "/v1/audit/records?kind=decision").await;
+    let records = pages(app, &token, "/v1/audit/records?kind=decision").await;
     assert_eq!(
         records.len(),
         decisions_stored,
@@ -279,7 +343,7 @@ async fn nothing_acknowledged_is_lost_when_killed(backend: Backend) {
     child.wait().expect("reaped");
     let rebuild = Command::new(env!("CARGO_BIN_EXE_encours"))
         .args(["clients", "rebuild", "--check"])
-        .env("ENCOURS_DATABASE_URL", &url)
+        .env("ENCOURS_DATABASE_URL", url)
         .output()
         .expect("rebuild");
     assert!(
