@@ -21,6 +21,7 @@ pub mod audit;
 pub mod clients;
 pub mod decisions;
 pub mod events;
+mod health;
 pub mod invoices;
 pub mod ledgers;
 pub mod live;
@@ -28,6 +29,7 @@ pub mod policies;
 pub mod reservations;
 mod schema;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
@@ -36,6 +38,7 @@ use diesel::{PgConnection, SqliteConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 use crate::config::{DatabaseTarget, Settings, SqliteSynchronous, redact_url};
+use health::Health;
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
@@ -87,6 +90,7 @@ pub struct Manager {
     target: DatabaseTarget,
     synchronous: SqliteSynchronous,
     busy_timeout_ms: u32,
+    health: Arc<Health>,
 }
 
 impl r2d2::ManageConnection for Manager {
@@ -94,6 +98,26 @@ impl r2d2::ManageConnection for Manager {
     type Error = ManagerError;
 
     fn connect(&self) -> Result<AnyConnection, ManagerError> {
+        let opened = self.open();
+        match &opened {
+            Ok(_) => self.health.mark_up(),
+            Err(_) => self.health.mark_down(),
+        }
+        opened
+    }
+
+    fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), ManagerError> {
+        conn.batch_execute("SELECT 1")?;
+        Ok(())
+    }
+
+    fn has_broken(&self, conn: &mut AnyConnection) -> bool {
+        <AnyConnection as Connection>::TransactionManager::is_broken_transaction_manager(conn)
+    }
+}
+
+impl Manager {
+    fn open(&self) -> Result<AnyConnection, ManagerError> {
         match &self.target {
             DatabaseTarget::Postgres(url) => {
                 Ok(AnyConnection::Postgres(PgConnection::establish(url)?))
@@ -111,15 +135,6 @@ impl r2d2::ManageConnection for Manager {
             }
         }
     }
-
-    fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), ManagerError> {
-        conn.batch_execute("SELECT 1")?;
-        Ok(())
-    }
-
-    fn has_broken(&self, conn: &mut AnyConnection) -> bool {
-        <AnyConnection as Connection>::TransactionManager::is_broken_transaction_manager(conn)
-    }
 }
 
 pub type Pool = r2d2::Pool<Manager>;
@@ -129,6 +144,8 @@ pub type PooledConnection = r2d2::PooledConnection<Manager>;
 #[derive(Clone)]
 pub struct Store {
     pool: Pool,
+    health: Arc<Health>,
+    timeout: Duration,
     backend: &'static str,
     /// SQLite: the one connection event batches write through (see `events::EventWriter`).
     event_writer: events::EventWriter,
@@ -142,22 +159,27 @@ impl Store {
             DatabaseTarget::Sqlite(_) => "sqlite",
             DatabaseTarget::Postgres(_) => "postgres",
         };
+        let health = Arc::new(Health::default());
+        let timeout = Duration::from_millis(settings.pool_timeout_ms);
         let manager = Manager {
             target,
             synchronous: settings.sqlite_synchronous,
             busy_timeout_ms: settings.sqlite_busy_timeout_ms,
+            health: Arc::clone(&health),
         };
         let event_writer = events::EventWriter::new(&manager);
         let pool = r2d2::Pool::builder()
             .max_size(settings.pool_size)
             .min_idle(Some(1))
-            .connection_timeout(Duration::from_millis(settings.pool_timeout_ms))
+            .connection_timeout(timeout)
             .build(manager)
             .map_err(|e| {
                 StoreError::Unavailable(format!("{}: {e}", redact_url(&settings.database_url)))
             })?;
         Ok(Self {
             pool,
+            health,
+            timeout,
             backend,
             event_writer,
         })
@@ -168,10 +190,25 @@ impl Store {
     }
 
     /// A connection for synchronous callers (CLI, start-up); request paths use [`Store::run`].
+    /// While the database is away (a connection attempt just failed), the answer comes in
+    /// [`health::FAST_TIMEOUT`]; otherwise a busy pool is waited on up to the configured timeout.
     pub fn get(&self) -> Result<PooledConnection, StoreError> {
-        self.pool
-            .get()
-            .map_err(|e| StoreError::Unavailable(e.to_string()))
+        let unavailable = |e: r2d2::Error| StoreError::Unavailable(e.to_string());
+        match self
+            .pool
+            .get_timeout(health::FAST_TIMEOUT.min(self.timeout))
+        {
+            Ok(conn) => Ok(conn),
+            Err(e) if self.health.recently_down() => Err(unavailable(e)),
+            Err(_) => self
+                .pool
+                .get_timeout(
+                    self.timeout
+                        .saturating_sub(health::FAST_TIMEOUT)
+                        .max(Duration::from_millis(1)),
+                )
+                .map_err(unavailable),
+        }
     }
 
     /// Runs `f` with a pooled connection on the blocking thread pool, inside the caller's span.
@@ -311,23 +348,49 @@ where
 /// Tells a lost database apart from a failed query, so callers can answer 503 rather than 500.
 pub fn classify(err: diesel::result::Error) -> StoreError {
     use diesel::result::{DatabaseErrorKind, Error};
+    if let Some(away) = unavailable(&err) {
+        return away;
+    }
     match &err {
-        Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => {
-            StoreError::Unavailable(err.to_string())
-        }
         Error::DatabaseError(
             DatabaseErrorKind::UniqueViolation | DatabaseErrorKind::SerializationFailure,
             _,
         ) => StoreError::Conflict(err.to_string()),
-        Error::DatabaseError(_, info) if is_lock_timeout(info.message()) => {
-            StoreError::Unavailable(err.to_string())
-        }
         _ => StoreError::Query(err),
     }
 }
 
+/// The errors of a database that cannot serve now (lost connection, shutting down, locked).
+fn unavailable(err: &diesel::result::Error) -> Option<StoreError> {
+    use diesel::result::{DatabaseErrorKind, Error};
+    let away = match err {
+        Error::DatabaseError(
+            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+            _,
+        )
+        | Error::BrokenTransactionManager => true,
+        Error::DatabaseError(_, info) => is_lock_timeout(info.message()),
+        Error::RollbackErrorOnCommit { commit_error, .. } => return unavailable(commit_error),
+        _ => false,
+    };
+    away.then(|| StoreError::Unavailable(err.to_string()))
+}
+
+/// Messages of a database that is away, busy or going down (SQLite's lock timeout,
+/// PostgreSQL shutting down or the connection lost mid-transaction): worth a retry later,
+/// not an internal error.
 fn is_lock_timeout(message: &str) -> bool {
-    message.contains("database is locked") || message.contains("server closed the connection")
+    const AWAY: [&str; 8] = [
+        "database is locked",
+        "server closed the connection",
+        "terminating connection",
+        "the database system is shutting down",
+        "the database system is starting up",
+        "no connection to the server",
+        "could not receive data from server",
+        "could not send data to server",
+    ];
+    AWAY.iter().any(|m| message.contains(m))
 }
 
 /// Applies pending migrations; returns the versions applied.

@@ -4,6 +4,7 @@
 //! reservation), reservations equal the sum of live decisions, the chain verifies and the live
 //! state equals its rebuild from the event log.
 
+mod outage;
 mod shutdown;
 
 use std::cell::Cell;
@@ -75,6 +76,8 @@ async fn serve(database_url: &str) -> (Child, String) {
 /// What the server acknowledged before it died.
 #[derive(Default)]
 struct Acked {
+    /// 503 answers (the database was away).
+    unavailable: usize,
     /// Requests sent that got no answer (the server died, or refused the connection).
     unanswered: Vec<String>,
     /// Answers to requests sent before the server was told to stop that arrived after it
@@ -136,14 +139,17 @@ async fn worker(
         let answer = match sent {
             Ok(mut res) => match res.body().await {
                 Ok(bytes) => serde_json::from_slice::<Value>(&bytes)
-                    .map(|answer| (res.status().as_u16(), answer))
+                    .map(|answer| {
+                        let retry_after = res.headers().contains_key("retry-after");
+                        (res.status().as_u16(), retry_after, answer)
+                    })
                     .map_err(|e| format!("body: {e}")),
                 Err(e) => Err(format!("payload: {e}")),
             },
             Err(e) => Err(format!("send: {e:?}")),
         };
         let mut state = acked.take();
-        let (status, answer) = match answer {
+        let (status, retry_after, answer) = match answer {
             Ok(answered) => answered,
             Err(why) => {
                 state.unanswered.push(why);
@@ -170,9 +176,18 @@ async fn worker(
                     }
                 }
             }
+            (_, 503) => {
+                // The database is away: a problem saying so, and when to come back.
+                assert_eq!(answer["code"], "service_unavailable", "{answer}");
+                assert!(retry_after, "503 without Retry-After");
+                state.unavailable += 1;
+            }
             (_, status) => panic!("{path}: {status} {answer}"),
         }
         acked.set(state);
+        if status == 503 {
+            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 
@@ -194,6 +209,11 @@ async fn pages(app: &TestApp, token: &str, path: &str) -> Vec<Value> {
 /// events), so that the live state must equal its rebuild from the event log.
 async fn book(backend: Backend) -> Option<TestApp> {
     let app = TestApp::spawn(backend).await?;
+    set_up(&app).await;
+    Some(app)
+}
+
+async fn set_up(app: &TestApp) {
     let token = app.token(&SCOPES.join(" "));
     for c in 0..CLIENTS {
         let client = format!("K-{c}");
@@ -212,10 +232,9 @@ async fn book(backend: Backend) -> Option<TestApp> {
             {"event_id": format!("{client}-score"), "client_id": client, "type": "external_score_updated",
              "occurred_at": "2026-11-01T09:00:00Z", "provider": "Ellisphere", "score": 82,
              "as_of": "2026-11-01"}]});
-        let answer = crate::decisions::post(&app, "/v1/events", &token, &facts).await;
+        let answer = crate::decisions::post(app, "/v1/events", &token, &facts).await;
         assert_eq!(answer.status, 200, "{}", answer.text);
     }
-    Some(app)
 }
 
 /// One round: a fresh server process under load until `stop` ends it.
