@@ -48,6 +48,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::resource("/v1/audit/records/{sequence}/replay")
                 .route(web::post().to(audit::replay)),
         )
+        .service(
+            web::resource("/v1/audit/records/{sequence}/capture")
+                .route(web::post().to(audit::capture)),
+        )
         .service(web::resource("/v1/audit/verify").route(web::get().to(audit::verify)))
         .service(web::resource("/v1/audit/export").route(web::get().to(audit::export)))
         .service(

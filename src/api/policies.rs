@@ -145,6 +145,9 @@ pub struct VersionInput {
     /// Test cases; when absent, the active version's cases are carried over and must pass.
     #[schema(value_type = Option<Vec<Object>>)]
     pub tests: Option<Vec<TestCase>>,
+    /// Captured cases (e.g. `captured-123`) this version knowingly changes: recorded with it
+    /// and in its audit record instead of refusing it.
+    pub supersedes: Option<Vec<String>>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -188,6 +191,7 @@ pub async fn submit_version(
         source: input.source,
         description: description.unwrap_or_default(),
         tests: input.tests,
+        supersedes: input.supersedes.unwrap_or_default(),
     };
     let engine = state.policies.engine().clone();
     let (version, audit) =
