@@ -216,7 +216,11 @@ async fn with_database(command: PoliciesCommand, settings: Settings) -> Result<(
                 .iter()
                 .map(|p| format!("{} v{}", p.name, p.version))
                 .collect();
-            let verb = if created { "captured" } else { "already captured" };
+            let verb = if created {
+                "captured"
+            } else {
+                "already captured"
+            };
             println!(
                 "{}: {verb} ({}, {}), attached to {}",
                 case.id,

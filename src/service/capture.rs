@@ -68,9 +68,8 @@ pub struct CapturedCase {
 
 impl CapturedCase {
     fn of(row: CapturedRow) -> Result<Self, ServiceError> {
-        let corrupt = |e: serde_json::Error| {
-            ServiceError::Internal(format!("captured case {}: {e}", row.id))
-        };
+        let corrupt =
+            |e: serde_json::Error| ServiceError::Internal(format!("captured case {}: {e}", row.id));
         Ok(Self {
             policies: serde_json::from_str(&row.policies).map_err(corrupt)?,
             expected: serde_json::from_str(&row.expected).map_err(corrupt)?,
