@@ -8,7 +8,7 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use super::error::{PROBLEM_JSON, Problem};
-use super::{audit, clients, console, decisions, events, health, policies, portfolio};
+use super::{audit, clients, console, decisions, events, health, impact, policies, portfolio};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -26,7 +26,7 @@ use super::{audit, clients, console, decisions, events, health, policies, portfo
         audit::list_records, audit::get_record, audit::verify, audit::replay, audit::capture::capture,
         audit::export::export,
         policies::list_policies, policies::get_policy, policies::submit_version,
-        policies::activate_version, policies::evaluate,
+        policies::activate_version, policies::evaluate, impact::impact,
     ),
     components(schemas(Problem)),
     modifiers(&Contract),

@@ -9,6 +9,7 @@ pub mod committer;
 pub mod decisions;
 pub mod evaluate;
 pub mod events;
+pub mod impact;
 pub mod policies;
 pub mod portfolio;
 pub mod rebuild;

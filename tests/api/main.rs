@@ -14,6 +14,7 @@ mod contract;
 mod decisions;
 mod errors;
 mod events;
+mod impact;
 mod ops;
 mod policies;
 
