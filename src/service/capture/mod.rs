@@ -3,25 +3,25 @@
 //! a policy the decision involved re-runs it with that version in place of the recorded one;
 //! a change refuses the version unless its submission lists the case as knowingly superseded.
 
-use std::collections::BTreeSet;
+mod check;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
-use super::audit::Recorded;
+use super::ServiceError;
+use super::audit::{DECISION_KIND, Recorded};
 use super::challenge::TermsSummary;
 use super::evaluate::PolicyRef;
-use super::policies::{PolicyRegistry, now};
-use super::{CaseFailure, ServiceError};
+use super::policies::now;
 use crate::audit::{self, Entry};
-use crate::policy::testing::describe;
-use crate::policy::{CompiledPolicy, Effect, PipelineResult, PolicyEngine, Stage, StageTrace};
+use crate::policy::{Effect, StageTrace};
 use crate::store::audit as audit_table;
 use crate::store::captured::{self as table, CapturedRow};
-use crate::store::policies as policy_table;
 use crate::store::{AnyConnection, Store, write_tx_retrying};
+
+pub(crate) use check::check_version;
 
 /// The audit kind of a capture.
 pub const KIND: &str = "policy.case_captured";
@@ -107,6 +107,15 @@ fn capture_in(
     let record = audit_table::get(conn, sequence)?.ok_or_else(|| ServiceError::NotFound {
         what: format!("audit record {sequence}"),
     })?;
+    if record.kind != DECISION_KIND {
+        return Err(ServiceError::invalid(
+            "sequence",
+            format!(
+                "record {sequence} is a `{}` record; only `{DECISION_KIND}` records are captured",
+                record.kind
+            ),
+        ));
+    }
     let rec = Recorded::parse(&record)?;
     let expected = expected_of(&rec)?;
     let to_text = |v: Result<String, serde_json::Error>| {
@@ -200,127 +209,4 @@ pub(crate) fn check_supersedes(
         }
     }
     Ok(())
-}
-
-/// Re-runs every captured case involving `name` with this version in its place. Skipped: the
-/// cases it supersedes, and those superseded by a version of `name` that was activated since
-/// (that policy's behaviour on them was knowingly changed; other policies still run them).
-pub(crate) fn check_version(
-    conn: &mut AnyConnection,
-    engine: &PolicyEngine,
-    name: &str,
-    number: i32,
-    compiled: &CompiledPolicy,
-    supersedes: &[String],
-) -> Result<(), ServiceError> {
-    let activated: BTreeSet<i32> = policy_table::activations(conn, name)?
-        .into_iter()
-        .map(|a| a.version)
-        .collect();
-    let mut skipped: BTreeSet<String> = supersedes.iter().cloned().collect();
-    skipped.extend(
-        table::superseded(conn, name)?
-            .into_iter()
-            .filter(|(v, _)| activated.contains(v))
-            .map(|(_, id)| id),
-    );
-    let version = u32::try_from(number).unwrap_or_default();
-    let stage = Stage::new(name, version, compiled.clone());
-    // Only `stage` is used from it: stored versions compile through the shared engine cache.
-    let registry = PolicyRegistry::new(engine.clone());
-    let mut failures = Vec::new();
-    for row in table::all(conn)? {
-        if skipped.contains(&row.id) {
-            continue;
-        }
-        let case = CapturedCase::of(row)?;
-        if !case.policies.iter().any(|p| p.name == name) {
-            continue;
-        }
-        let found = run_case(conn, &registry, &stage, &case)?;
-        if !found.is_empty() {
-            failures.push(CaseFailure {
-                policy: name.to_owned(),
-                case: case.id,
-                failures: found,
-            });
-        }
-    }
-    if failures.is_empty() {
-        Ok(())
-    } else {
-        Err(ServiceError::PolicyTestFailed(failures))
-    }
-}
-
-/// What differs when `case` runs with `stage` in place of its recorded version, in words.
-fn run_case(
-    conn: &mut AnyConnection,
-    registry: &PolicyRegistry,
-    stage: &Stage,
-    case: &CapturedCase,
-) -> Result<Vec<String>, ServiceError> {
-    let Some(record) = audit_table::get(conn, case.sequence)? else {
-        return Ok(vec![format!("audit record {} is gone", case.sequence)]);
-    };
-    let rec = Recorded::parse(&record)?;
-    let stages = match rec.stages(conn, registry, Some(stage))? {
-        Ok(stages) => stages,
-        Err(missing) => {
-            return Ok(missing
-                .into_iter()
-                .map(|d| format!("recorded version not found: {}", d.path))
-                .collect());
-        }
-    };
-    let (result, terms) = rec.rerun(registry.engine(), &stages)?;
-    let terms = TermsSummary::of(&terms).map_err(ServiceError::Internal)?;
-    Ok(differences(&case.expected, &result, &terms))
-}
-
-/// Terms first, then each stage whose effects (action, code, parameters) changed.
-fn differences(expected: &Expected, result: &PipelineResult, terms: &TermsSummary) -> Vec<String> {
-    let mut out = Vec::new();
-    let was = &expected.terms;
-    let mut field = |name: &str, before: String, after: String| {
-        if before != after {
-            out.push(format!("{name}: {before} → {after}"));
-        }
-    };
-    field("outcome", was.outcome.clone(), terms.outcome.clone());
-    field(
-        "approved_amount",
-        was.approved_amount.to_string(),
-        terms.approved_amount.to_string(),
-    );
-    field(
-        "deposit_percent",
-        was.deposit_percent.to_string(),
-        terms.deposit_percent.to_string(),
-    );
-    field(
-        "deposit_amount",
-        was.deposit_amount.to_string(),
-        terms.deposit_amount.to_string(),
-    );
-    let days = |d: Option<u32>| d.map_or("none".to_owned(), |d| d.to_string());
-    field("terms_days", days(was.terms_days), days(terms.terms_days));
-    for stage in &expected.stages {
-        let trace = result.trace.iter().find(|t| t.policy == stage.policy);
-        let before: Vec<String> = stage.effects.iter().map(describe).collect();
-        let after: Vec<String> = trace
-            .map(|t| t.effects.iter().map(describe).collect())
-            .unwrap_or_default();
-        if let Some(error) = trace.and_then(|t| t.error.as_ref()) {
-            out.push(format!("stage {}: failed: {}", stage.policy, error.message));
-        } else if before != after {
-            out.push(format!(
-                "stage {} effects: [{}] → [{}]",
-                stage.policy,
-                before.join("; "),
-                after.join("; ")
-            ));
-        }
-    }
-    out
 }
