@@ -78,6 +78,14 @@ async fn a_captured_decision_gates_versions_of_its_policies(backend: Backend) {
     let seq = prospect.body["audit"]["sequence"].as_i64().unwrap();
     let good_seq = good.body["audit"]["sequence"].as_i64().unwrap();
 
+    // A 25 % prospect deposit drafted before the capture: its activation will be checked.
+    let (source, tests) = deposit(&app).await;
+    let raised = source.replace("DEPOSIT_PROSPECT = 20", "DEPOSIT_PROSPECT = 25");
+    assert_ne!(raised, source);
+    let early = submit(&app, &raised, &tests, None).await;
+    assert_eq!(early.status, 201, "{}", early.text);
+    let early = early.body["version"].as_i64().unwrap();
+
     let path = format!("/v1/audit/records/{seq}/capture");
     let captured = post(&app, &path, &writer, &json!({})).await;
     assert_eq!(captured.status, 201, "{}", captured.text);
@@ -114,10 +122,13 @@ async fn a_captured_decision_gates_versions_of_its_policies(backend: Backend) {
     );
     let before = book_state(&app).await;
 
-    // 25 % for prospects changes the captured prospect decision, not the good client's.
-    let (source, tests) = deposit(&app).await;
-    let raised = source.replace("DEPOSIT_PROSPECT = 20", "DEPOSIT_PROSPECT = 25");
-    assert_ne!(raised, source);
+    // 25 % for prospects changes the captured prospect decision, not the good client's:
+    // neither the draft written before the capture nor a new one goes through.
+    let bob = app.token_for("bob", "policies:activate");
+    let activate = |n: i64| format!("/v1/policies/deposit/versions/{n}/activate");
+    let blocked = post(&app, &activate(early), &bob, &json!({})).await;
+    let problem = blocked.problem(422, "policy_test_failed");
+    assert_eq!(problem["cases"][0]["case"], id.as_str(), "{}", blocked.text);
     let refused = submit(&app, &raised, &tests, None).await;
     let problem = refused.problem(422, "policy_test_failed");
     let cases = problem["cases"].as_array().unwrap();
@@ -148,9 +159,16 @@ async fn a_captured_decision_gates_versions_of_its_policies(backend: Backend) {
         )
         .await;
     assert_eq!(created.body["payload"]["supersedes"], json!([id]));
-    let bob = app.token_for("bob", "policies:activate");
-    let activate = format!("/v1/policies/deposit/versions/{number}/activate");
-    let activated = post(&app, &activate, &bob, &json!({})).await;
+    assert_eq!(accepted.body["supersedes"], json!([id]));
+    let listed = app.get("/v1/policies/deposit", &writer).await;
+    let kept = listed.body["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["version"].as_i64() == Some(number))
+        .map(|v| v["supersedes"].clone());
+    assert_eq!(kept, Some(json!([id])));
+    let activated = post(&app, &activate(number), &bob, &json!({})).await;
     assert_eq!(activated.status, 200, "{}", activated.text);
     // Once that version is live the case no longer binds `deposit`: a later tweak passes.
     let tweak = format!("{raised}\n// 25 % since the committee of November.\n");

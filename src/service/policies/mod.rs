@@ -26,6 +26,8 @@ pub struct PolicyDetail {
     pub policy: PolicyRow,
     pub versions: Vec<VersionRow>,
     pub activations: Vec<ActivationRow>,
+    /// (version, captured case) for each case a version knowingly changes.
+    pub supersedes: Vec<(i32, String)>,
 }
 
 pub async fn list(store: &Store) -> Result<Vec<PolicyDetail>, ServiceError> {
@@ -52,6 +54,7 @@ fn detail_of(conn: &mut AnyConnection, policy: PolicyRow) -> Result<PolicyDetail
     Ok(PolicyDetail {
         versions: table::versions(conn, &policy.name)?,
         activations: table::activations(conn, &policy.name)?,
+        supersedes: captured::superseded(conn, &policy.name)?,
         policy,
     })
 }
