@@ -11,6 +11,7 @@ use clap::Subcommand;
 use crate::config::Settings;
 use crate::policy::testing::{self, FileReport};
 use crate::policy::{PolicyEngine, sha256_hex};
+use crate::service::capture;
 use crate::service::policies::{self as service, Submission};
 use crate::store::{self, Store};
 
@@ -39,6 +40,13 @@ pub enum PoliciesCommand {
     },
     /// Write the active version of each stage to DIR as NAME.rhai and NAME.tests.json.
     Export { dir: PathBuf },
+    /// Turn the decision of audit record SEQ into a regression case of the policies it involved.
+    Capture {
+        sequence: i64,
+        /// Recorded as who captured it.
+        #[arg(long, default_value = "cli")]
+        by: String,
+    },
 }
 
 pub fn policies(command: PoliciesCommand, settings: Settings) -> Result<(), String> {
@@ -168,6 +176,7 @@ async fn with_database(command: PoliciesCommand, settings: Settings) -> Result<(
                     description: file.description().unwrap_or("imported").to_owned(),
                     source: file.source,
                     tests: Some(file.cases),
+                    supersedes: Vec::new(),
                 };
                 let (version, _) = service::submit(
                     &store,
@@ -196,6 +205,29 @@ async fn with_database(command: PoliciesCommand, settings: Settings) -> Result<(
                     );
                 }
             }
+            Ok(())
+        }
+        PoliciesCommand::Capture { sequence, by } => {
+            let (case, created) = capture::capture(&store, sequence, by)
+                .await
+                .map_err(|e| e.to_string())?;
+            let names: Vec<String> = case
+                .policies
+                .iter()
+                .map(|p| format!("{} v{}", p.name, p.version))
+                .collect();
+            let verb = if created {
+                "captured"
+            } else {
+                "already captured"
+            };
+            println!(
+                "{}: {verb} ({}, {}), attached to {}",
+                case.id,
+                case.decision_id,
+                case.expected.terms.outcome,
+                names.join(", ")
+            );
             Ok(())
         }
         PoliciesCommand::Test { .. } => Ok(()),

@@ -10,6 +10,7 @@ pub mod decisions;
 pub mod error;
 pub mod events;
 pub mod health;
+pub mod impact;
 pub mod json;
 pub mod observe;
 pub mod openapi;
@@ -48,6 +49,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::resource("/v1/audit/records/{sequence}/replay")
                 .route(web::post().to(audit::replay)),
         )
+        .service(
+            web::resource("/v1/audit/records/{sequence}/capture")
+                .route(web::post().to(audit::capture)),
+        )
         .service(web::resource("/v1/audit/verify").route(web::get().to(audit::verify)))
         .service(web::resource("/v1/audit/export").route(web::get().to(audit::export)))
         .service(
@@ -73,6 +78,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             web::resource("/v1/policies/{name}/versions/{version}/activate")
                 .route(web::post().to(policies::activate_version)),
+        )
+        .service(
+            web::resource("/v1/policies/{name}/versions/{version}/impact")
+                .route(web::post().to(impact::impact)),
         )
         .configure(console::configure)
         .service(web::resource("/docs").route(web::get().to(docs_redirect)))

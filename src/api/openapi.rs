@@ -8,7 +8,7 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use super::error::{PROBLEM_JSON, Problem};
-use super::{audit, clients, console, decisions, events, health, policies, portfolio};
+use super::{audit, clients, console, decisions, events, health, impact, policies, portfolio};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -23,9 +23,10 @@ use super::{audit, clients, console, decisions, events, health, policies, portfo
         clients::put_client, clients::get_client, clients::list_clients,
         decisions::decide, decisions::get_decision, decisions::list_decisions, decisions::resolve,
         events::post_events, events::list_events, portfolio::get_portfolio,
-        audit::list_records, audit::get_record, audit::verify, audit::replay, audit::export::export,
+        audit::list_records, audit::get_record, audit::verify, audit::replay, audit::capture::capture,
+        audit::export::export,
         policies::list_policies, policies::get_policy, policies::submit_version,
-        policies::activate_version, policies::evaluate,
+        policies::activate_version, policies::evaluate, impact::impact,
     ),
     components(schemas(Problem)),
     modifiers(&Contract),

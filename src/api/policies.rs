@@ -33,6 +33,8 @@ pub struct VersionView {
     /// The version's test cases.
     #[schema(value_type = Vec<Object>)]
     pub tests: serde_json::Value,
+    /// Captured cases this version knowingly changes, as its submission listed them.
+    pub supersedes: Vec<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -62,8 +64,9 @@ pub struct PolicyList {
     pub items: Vec<PolicyView>,
 }
 
-fn version_view(v: VersionRow, active: Option<i32>) -> VersionView {
+fn version_view(v: VersionRow, active: Option<i32>, supersedes: Vec<String>) -> VersionView {
     VersionView {
+        supersedes,
         active: active == Some(v.version),
         version: v.version,
         sha256: v.sha256,
@@ -87,6 +90,13 @@ fn activation_view(a: ActivationRow) -> ActivationView {
 impl From<PolicyDetail> for PolicyView {
     fn from(d: PolicyDetail) -> Self {
         let active = d.policy.active_version;
+        let supersedes = |version: i32| {
+            d.supersedes
+                .iter()
+                .filter(|(v, _)| *v == version)
+                .map(|(_, id)| id.clone())
+                .collect()
+        };
         Self {
             name: d.policy.name,
             trigger: d.policy.trigger_name,
@@ -95,7 +105,10 @@ impl From<PolicyDetail> for PolicyView {
             versions: d
                 .versions
                 .into_iter()
-                .map(|v| version_view(v, active))
+                .map(|v| {
+                    let cases = supersedes(v.version);
+                    version_view(v, active, cases)
+                })
                 .collect(),
             activations: d.activations.into_iter().map(activation_view).collect(),
         }
@@ -145,6 +158,9 @@ pub struct VersionInput {
     /// Test cases; when absent, the active version's cases are carried over and must pass.
     #[schema(value_type = Option<Vec<Object>>)]
     pub tests: Option<Vec<TestCase>>,
+    /// Captured cases (e.g. `captured-123`) this version knowingly changes: recorded with it
+    /// and in its audit record instead of refusing it.
+    pub supersedes: Option<Vec<String>>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -184,17 +200,19 @@ pub async fn submit_version(
     }
     let description = p.check("description", text(&input.description, 2000));
     p.finish()?;
+    let supersedes = input.supersedes.unwrap_or_default();
     let submission = Submission {
         source: input.source,
         description: description.unwrap_or_default(),
         tests: input.tests,
+        supersedes: supersedes.clone(),
     };
     let engine = state.policies.engine().clone();
     let (version, audit) =
         service::submit(&state.store, engine, name.clone(), submission, auth.actor()).await?;
     Ok(HttpResponse::Created().json(VersionCreated {
         policy: name,
-        version: version_view(version, None),
+        version: version_view(version, None, supersedes),
         audit,
     }))
 }
@@ -301,7 +319,7 @@ pub async fn evaluate(
     Ok(web::Json(EvaluationView::new(&evaluation)))
 }
 
-fn policy_name(raw: &str) -> Result<String, ApiError> {
+pub(crate) fn policy_name(raw: &str) -> Result<String, ApiError> {
     let ok = (1..=64).contains(&raw.len())
         && raw
             .bytes()

@@ -844,7 +844,7 @@ impl fmt::Display for ExpectedEffect {
 }
 
 /// An actual effect, written like an expectation.
-fn describe(effect: &Effect) -> String {
+pub fn describe(effect: &Effect) -> String {
     let kind = EffectKind::of(&effect.action);
     let params = match &effect.action {
         Action::SetScore {

@@ -2,12 +2,14 @@
 
 pub mod answer;
 pub mod audit;
+pub mod capture;
 pub mod challenge;
 pub mod clients;
 pub mod committer;
 pub mod decisions;
 pub mod evaluate;
 pub mod events;
+pub mod impact;
 pub mod policies;
 pub mod portfolio;
 pub mod rebuild;

@@ -16,7 +16,7 @@ use crate::domain::review::{DAYS_PAST_DUE_STEPS, next_review_on};
 use crate::domain::{
     Client, ClientId, ClientStatus, ClientView, Money, Risk, RiskBand, RiskFactor,
 };
-use crate::policy::{self, Baseline, Outcome, PipelineResult, PolicyInput, Trigger};
+use crate::policy::{self, Baseline, Outcome, PipelineResult, PolicyInput, Stage, Trigger};
 use crate::store::ledgers::{self, Reviewed};
 use crate::store::{AnyConnection, clients, invoices, live};
 
@@ -97,29 +97,19 @@ pub fn review_read(
 ) -> Result<Option<ReviewRef>, ServiceError> {
     let client = &read.client;
     let id = &client.client_id;
-    let view = serde_json::to_value(ClientView::new(client, now.date_naive()))
-        .map_err(|e| ServiceError::Internal(e.to_string()))?;
-    let event = event_json(client, &cause, now);
-    let digits = client.currency.minor_digits();
-    let baseline = Baseline::client_event(Some(client.credit_limit.to_decimal()), digits);
-    let input = PolicyInput::client_event(&event, &view, baseline)
-        .map_err(|e| ServiceError::Internal(format!("policy input: {e}")))?;
     let stages = active.stages(Trigger::ClientEvent);
-    let result = registry.engine().run(stages, &input);
+    let Run {
+        event,
+        view,
+        result,
+    } = run(registry, stages, client, &cause, now)?;
 
     let risk = risk_of(&result);
-    let new_limit = match result.new_credit_limit {
-        Some(d) => Money::from_decimal(d, client.currency).ok(),
-        None => Some(client.credit_limit),
-    };
-    let limit = new_limit.unwrap_or(client.credit_limit);
-    let status = match result.client_status {
-        Some(policy::ClientStatus::Blocked) => ClientStatus::Blocked,
-        Some(policy::ClientStatus::Active) => ClientStatus::Active,
-        None => client.status,
-    };
-    // A limit the currency cannot hold is not applied: a credit manager must look.
-    let referred = result.outcome == Outcome::Review || new_limit.is_none();
+    let Standing {
+        limit,
+        status,
+        referred,
+    } = Standing::after(client, &result);
     let next_review_on = next_review_on(
         now.date_naive(),
         read.open_due_dates.iter().copied(),
@@ -174,6 +164,66 @@ pub fn review_read(
         referred,
         reasons,
     }))
+}
+
+/// One run of the `client_event` pipeline on a client: what the policies read, and the result.
+pub(crate) struct Run {
+    pub event: Value,
+    pub view: Value,
+    pub result: PipelineResult,
+}
+
+/// Runs `stages` on `client` as a review for `cause` would, as of `now`. Nothing is written:
+/// impact runs drafts through it over the whole book.
+pub(crate) fn run(
+    registry: &PolicyRegistry,
+    stages: &[Stage],
+    client: &Client,
+    cause: &Cause<'_>,
+    now: DateTime<Utc>,
+) -> Result<Run, ServiceError> {
+    let view = serde_json::to_value(ClientView::new(client, now.date_naive()))
+        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+    let event = event_json(client, cause, now);
+    let digits = client.currency.minor_digits();
+    let baseline = Baseline::client_event(Some(client.credit_limit.to_decimal()), digits);
+    let input = PolicyInput::client_event(&event, &view, baseline)
+        .map_err(|e| ServiceError::Internal(format!("policy input: {e}")))?;
+    let result = registry.engine().run(stages, &input);
+    Ok(Run {
+        event,
+        view,
+        result,
+    })
+}
+
+/// The client's standing after a review's result.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Standing {
+    pub limit: Money,
+    pub status: ClientStatus,
+    /// A credit manager must look.
+    pub referred: bool,
+}
+
+impl Standing {
+    pub(crate) fn after(client: &Client, result: &PipelineResult) -> Self {
+        let new_limit = match result.new_credit_limit {
+            Some(d) => Money::from_decimal(d, client.currency).ok(),
+            None => Some(client.credit_limit),
+        };
+        let status = match result.client_status {
+            Some(policy::ClientStatus::Blocked) => ClientStatus::Blocked,
+            Some(policy::ClientStatus::Active) => ClientStatus::Active,
+            None => client.status,
+        };
+        Self {
+            limit: new_limit.unwrap_or(client.credit_limit),
+            status,
+            // A limit the currency cannot hold is not applied: a credit manager must look.
+            referred: result.outcome == Outcome::Review || new_limit.is_none(),
+        }
+    }
 }
 
 /// The `event` the policies see. For a batch: its client's last accepted event, with

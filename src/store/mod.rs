@@ -18,6 +18,7 @@ macro_rules! per_backend {
 
 pub mod alerts;
 pub mod audit;
+pub mod captured;
 pub mod clients;
 pub mod decisions;
 pub mod events;

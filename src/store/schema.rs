@@ -177,3 +177,24 @@ diesel::table! {
         occurred_at -> Timestamp,
     }
 }
+
+diesel::table! {
+    captured_cases (id) {
+        id -> Text,
+        sequence -> BigInt,
+        decision_id -> Text,
+        policies -> Text,
+        expected -> Text,
+        captured_by -> Text,
+        captured_at -> Timestamp,
+        audit_sequence -> BigInt,
+    }
+}
+
+diesel::table! {
+    captured_case_supersessions (policy, version, case_id) {
+        policy -> Text,
+        version -> Integer,
+        case_id -> Text,
+    }
+}

@@ -7,6 +7,7 @@ mod support;
 mod attacks;
 mod audit;
 mod auth;
+mod capture;
 mod cli;
 mod clients;
 mod console;
@@ -16,6 +17,7 @@ mod drills;
 mod errors;
 mod events;
 mod hostile_input;
+mod impact;
 mod ops;
 mod policies;
 

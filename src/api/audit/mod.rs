@@ -1,6 +1,7 @@
 //! `/v1/audit`: listing and reading records, verifying the chain, replaying a decision, and
 //! exporting the log.
 
+pub mod capture;
 pub mod export;
 
 use actix_web::web;
@@ -18,6 +19,7 @@ use crate::domain::ClientId;
 use crate::service::audit::{self as service, RecordView, Replay};
 use crate::store::audit::RecordFilter;
 
+pub use capture::capture;
 pub use export::export;
 
 #[derive(Serialize, ToSchema)]

@@ -7,10 +7,11 @@ pub mod registry;
 use chrono::{NaiveDateTime, SubsecRound, Utc};
 use serde_json::{Value, json};
 
-use super::{CaseFailure, ServiceError};
+use super::{CaseFailure, ServiceError, capture};
 use crate::audit::{self, AuditRef, Entry};
 use crate::policy::testing::{self, TestCase};
 use crate::policy::{CompiledPolicy, PolicyEngine};
+use crate::store::captured;
 use crate::store::policies::{self as table, ActivationRow, PolicyRow, VersionRow};
 use crate::store::{AnyConnection, Store, write_tx_retrying};
 pub use registry::{ActiveSet, PolicyRegistry};
@@ -25,6 +26,8 @@ pub struct PolicyDetail {
     pub policy: PolicyRow,
     pub versions: Vec<VersionRow>,
     pub activations: Vec<ActivationRow>,
+    /// (version, captured case) for each case a version knowingly changes.
+    pub supersedes: Vec<(i32, String)>,
 }
 
 pub async fn list(store: &Store) -> Result<Vec<PolicyDetail>, ServiceError> {
@@ -51,6 +54,7 @@ fn detail_of(conn: &mut AnyConnection, policy: PolicyRow) -> Result<PolicyDetail
     Ok(PolicyDetail {
         versions: table::versions(conn, &policy.name)?,
         activations: table::activations(conn, &policy.name)?,
+        supersedes: captured::superseded(conn, &policy.name)?,
         policy,
     })
 }
@@ -62,9 +66,12 @@ pub struct Submission {
     pub description: String,
     /// `None` carries over the active version's cases: a change must still pass them.
     pub tests: Option<Vec<TestCase>>,
+    /// Captured cases this version knowingly changes: kept with it, not run against it.
+    pub supersedes: Vec<String>,
 }
 
-/// Compiles, tests and stores a new (inactive) version.
+/// Compiles, tests (its own cases, then the captured cases of decisions the policy took part
+/// in) and stores a new (inactive) version.
 pub async fn submit(
     store: &Store,
     engine: PolicyEngine,
@@ -91,7 +98,10 @@ pub async fn submit(
                     },
                 };
                 let number = table::latest_version_number(conn, &name)? + 1;
+                let supersedes = &submission.supersedes;
+                capture::check_supersedes(conn, &name, supersedes)?;
                 check_tests(&engine, &name, number, &compiled, &tests)?;
+                capture::check_version(conn, &engine, &name, number, &compiled, supersedes)?;
                 let version = VersionRow {
                     policy: name.clone(),
                     version: number,
@@ -103,6 +113,11 @@ pub async fn submit(
                     created_at: now(),
                 };
                 table::insert_version(conn, &version)?;
+                captured::supersede(conn, &name, number, supersedes)?;
+                let mut payload = version_payload(&version);
+                if !supersedes.is_empty() {
+                    payload["supersedes"] = json!(supersedes);
+                }
                 let audit = audit::append(
                     conn,
                     Entry {
@@ -110,7 +125,7 @@ pub async fn submit(
                         subject: format!("policy:{name}"),
                         client_id: None,
                         actor: author.clone(),
-                        payload: version_payload(&version),
+                        payload,
                     },
                 )?;
                 Ok((version, audit))
@@ -119,8 +134,9 @@ pub async fn submit(
         .await
 }
 
-/// Puts a version live. Its test cases run again (the engine may have changed since it was
-/// submitted); with four-eyes on, its author may not be the one who activates it.
+/// Puts a version live. Its test cases and the captured cases it does not supersede run again
+/// (the engine, or the captured cases, may have changed since it was submitted); with
+/// four-eyes on, its author may not be the one who activates it.
 pub async fn activate(
     store: &Store,
     engine: PolicyEngine,
@@ -152,6 +168,8 @@ pub async fn activate(
                     .compile(&version.source)
                     .map_err(ServiceError::PolicyCompile)?;
                 check_tests(&engine, &name, number, &compiled, &version.tests)?;
+                let supersedes = capture::superseded_by(conn, &name, number)?;
+                capture::check_version(conn, &engine, &name, number, &compiled, &supersedes)?;
                 let audit = record_activation(conn, &version, &actor, json!(policy.active_version))?;
                 Ok((version, audit))
             })

@@ -1,0 +1,2 @@
+DROP TABLE captured_case_supersessions;
+DROP TABLE captured_cases;
