@@ -16,6 +16,7 @@ pub mod openapi;
 pub mod policies;
 pub mod portfolio;
 pub mod requests;
+pub mod shadow;
 
 use actix_web::{HttpResponse, web};
 use utoipa_swagger_ui::SwaggerUi;
@@ -73,6 +74,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             web::resource("/v1/policies/{name}/versions/{version}/activate")
                 .route(web::post().to(policies::activate_version)),
+        )
+        .service(
+            web::resource("/v1/policies/{name}/versions/{version}/shadow")
+                .route(web::post().to(shadow::start_shadow))
+                .route(web::get().to(shadow::get_shadow))
+                .route(web::delete().to(shadow::stop_shadow)),
         )
         .configure(console::configure)
         .service(web::resource("/docs").route(web::get().to(docs_redirect)))

@@ -8,7 +8,7 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use super::error::{PROBLEM_JSON, Problem};
-use super::{audit, clients, console, decisions, events, health, policies, portfolio};
+use super::{audit, clients, console, decisions, events, health, policies, portfolio, shadow};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -26,6 +26,7 @@ use super::{audit, clients, console, decisions, events, health, policies, portfo
         audit::list_records, audit::get_record, audit::verify, audit::replay, audit::export::export,
         policies::list_policies, policies::get_policy, policies::submit_version,
         policies::activate_version, policies::evaluate,
+        shadow::start_shadow, shadow::get_shadow, shadow::stop_shadow,
     ),
     components(schemas(Problem)),
     modifiers(&Contract),

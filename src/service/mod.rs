@@ -13,6 +13,7 @@ pub mod portfolio;
 pub mod rebuild;
 pub mod reviews;
 pub mod schedule;
+pub mod shadow;
 
 use crate::store::StoreError;
 

@@ -27,6 +27,7 @@ pub mod live;
 pub mod policies;
 pub mod reservations;
 mod schema;
+pub mod shadow;
 
 use std::time::Duration;
 
