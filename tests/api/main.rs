@@ -15,6 +15,7 @@ mod errors;
 mod events;
 mod ops;
 mod policies;
+mod shadow;
 
 /// Declares each listed `async fn name(backend: Backend)` as one test per backend.
 #[macro_export]
