@@ -365,4 +365,65 @@ async fn refusals(backend: Backend) {
         .problem(409, "conflict");
 }
 
-on_both_backends!(a_stricter_draft_shadows_live_decisions, refusals);
+/// A run started through one server process is shadowed by every process on the database
+/// (within the refresh), each writing what it saw, and the report adds them up.
+async fn every_process_contributes(backend: Backend) {
+    if backend != Backend::Postgres {
+        return;
+    }
+    let Some(a) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let url = a.state.settings.database_url.clone();
+    let Some(b) = TestApp::spawn_with(backend, |s| s.database_url = url).await else {
+        return;
+    };
+    for (id, limit, facts) in book() {
+        given(&a, id, limit, facts).await;
+    }
+    let draft = submit_prospect_deposit(&a, 25).await;
+    let alice = a.token_for("alice", "policies:read policies:write");
+    let started = post(&a, &shadow_path(draft), &alice, &json!({})).await;
+    assert_eq!(started.status, 201, "{}", started.text);
+    let run = started.body["started_sequence"].as_i64().unwrap();
+    assert_eq!(
+        a.state.shadow.active_runs(),
+        [run],
+        "the starting process at once"
+    );
+    let mut waited = 0;
+    while b.state.shadow.active_runs() != [run] {
+        assert!(waited < 200, "the other process never learnt of the run");
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+        waited += 1;
+    }
+    let mut changed = BTreeSet::new();
+    for i in 0..20 {
+        let app = if i % 2 == 0 { &a } else { &b };
+        let d = decide(app, &order_number(i, "two")).await;
+        assert_eq!(d.status, 201, "{}", d.text);
+        if reasons(&d.body).contains(&"DEPOSIT_PROSPECT") {
+            changed.insert(d.body["decision_id"].as_str().unwrap().to_owned());
+        }
+    }
+    let report = report_when_seen(&b, draft, 20).await;
+    assert_eq!(report.body["seen"], 20, "{}", report.text);
+    let listed: BTreeSet<String> = report.body["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["decision_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(listed, changed);
+    let stopped = b
+        .call("DELETE", &shadow_path(draft), Some(&alice), None)
+        .await;
+    assert_eq!(stopped.status, 200, "{}", stopped.text);
+    assert_eq!(b.state.shadow.active_runs(), Vec::<i64>::new());
+}
+
+on_both_backends!(
+    a_stricter_draft_shadows_live_decisions,
+    refusals,
+    every_process_contributes
+);

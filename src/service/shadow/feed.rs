@@ -200,6 +200,11 @@ impl ShadowFeed {
         }
     }
 
+    /// The runs this process shadows decisions for, by id (diagnostics, tests).
+    pub fn active_runs(&self) -> Vec<i64> {
+        self.runs.current().iter().map(|t| t.run).collect()
+    }
+
     /// Re-reads the active runs now (after a start or a stop in this process), rather than at
     /// the shadow thread's next refresh.
     pub(crate) fn reload(&self, conn: &mut AnyConnection) -> Result<(), StoreError> {
