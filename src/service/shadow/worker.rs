@@ -21,7 +21,10 @@ use crate::store::{AnyConnection, Store, StoreError, write_tx};
 /// How often the active runs are re-read: the longest a start or stop made by another server
 /// process takes to reach this one.
 pub const REFRESH: Duration = Duration::from_secs(1);
-/// Most decisions compared and written in one transaction.
+/// How often results are written: on SQLite every write takes the one write lock (and, with
+/// `synchronous = FULL`, an fsync) that the decision writer needs, so they are grouped.
+const WRITE_EVERY: Duration = Duration::from_millis(100);
+/// Most decisions compared between two looks at the clock.
 const MAX_BATCH: usize = 256;
 
 pub(super) fn run(
@@ -34,8 +37,11 @@ pub(super) fn run(
         registry,
         challengers: HashMap::new(),
         recorded: HashMap::new(),
+        rows: Vec::new(),
+        owners: Vec::new(),
     };
     let mut refreshed: Option<Instant> = None;
+    let mut written = Instant::now();
     loop {
         if refreshed.is_none_or(|at| at.elapsed() >= REFRESH) {
             if let Err(e) = refresh(store, runs, &mut worker) {
@@ -43,8 +49,11 @@ pub(super) fn run(
             }
             refreshed = Some(Instant::now());
         }
-        let wait = refreshed.map_or(REFRESH, |at| REFRESH.saturating_sub(at.elapsed()));
-        match handed.recv_timeout(wait) {
+        let mut wait = refreshed.map_or(REFRESH, |at| REFRESH.saturating_sub(at.elapsed()));
+        if !worker.rows.is_empty() {
+            wait = wait.min(WRITE_EVERY.saturating_sub(written.elapsed()));
+        }
+        let open = match handed.recv_timeout(wait) {
             Ok(first) => {
                 let mut batch = vec![first];
                 while batch.len() < MAX_BATCH {
@@ -53,10 +62,18 @@ pub(super) fn run(
                         Err(_) => break,
                     }
                 }
-                worker.process(store, batch);
+                worker.process(store, &batch);
+                true
             }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) => true,
+            Err(RecvTimeoutError::Disconnected) => false,
+        };
+        if !open || written.elapsed() >= WRITE_EVERY {
+            worker.write(store);
+            written = Instant::now();
+        }
+        if !open {
+            break;
         }
     }
 }
@@ -82,48 +99,58 @@ struct Worker<'a> {
     /// The stages a decision recorded (names, versions, sha256) → those stages, so that a
     /// steady flow of decisions reads no policy version from the database.
     recorded: HashMap<String, Vec<Stage>>,
+    /// Results not written yet, and whose each is.
+    rows: Vec<ResultRow>,
+    owners: Vec<Arc<Ticket>>,
 }
 
 impl Worker<'_> {
-    fn process(&mut self, store: &Store, batch: Vec<Handed>) {
+    fn process(&mut self, store: &Store, batch: &[Handed]) {
         let mut conn = match store.get() {
             Ok(conn) => conn,
             Err(e) => {
                 tracing::warn!(error = %e, decisions = batch.len(), "shadow batch skipped");
-                return skip_all(&batch);
+                return skip_all(batch);
             }
         };
-        let mut rows = Vec::new();
-        // Whose each row is, and who lost a decision.
-        let mut owners: Vec<&Ticket> = Vec::new();
-        let mut skipped: Vec<&Ticket> = Vec::new();
-        for handed in &batch {
+        for handed in batch {
             match self.compare(&mut conn, handed) {
                 Ok(results) => {
                     for (ticket, result) in handed.runs.iter().zip(results) {
                         match result {
                             Ok(row) => {
-                                rows.push(row);
-                                owners.push(ticket);
+                                self.rows.push(row);
+                                self.owners.push(Arc::clone(ticket));
                             }
                             Err(e) => {
                                 tracing::warn!(run = ticket.run, sequence = handed.sequence, error = %e, "decision not shadowed");
-                                skipped.push(ticket);
+                                ticket.add_skipped(1);
                             }
                         }
                     }
                 }
                 Err(e) => {
                     tracing::warn!(sequence = handed.sequence, error = %e, "decision not shadowed");
-                    skipped.extend(handed.runs.iter().map(Arc::as_ref));
+                    skip_all(std::slice::from_ref(handed));
                 }
             }
         }
-        skipped.iter().for_each(|t| t.add_skipped(1));
-        if let Err(e) = write_tx(&mut conn, |c| table::insert_results(c, &rows)) {
-            tracing::warn!(error = %e, results = rows.len(), "shadow results not written");
-            owners.iter().for_each(|t| t.add_skipped(1));
+    }
+
+    /// Writes the results pending; when that fails they are counted as skipped.
+    fn write(&mut self, store: &Store) {
+        if self.rows.is_empty() {
+            return;
         }
+        let written = store
+            .get()
+            .and_then(|mut conn| write_tx(&mut conn, |c| table::insert_results(c, &self.rows)));
+        if let Err(e) = written {
+            tracing::warn!(error = %e, results = self.rows.len(), "shadow results not written");
+            self.owners.iter().for_each(|t| t.add_skipped(1));
+        }
+        self.rows.clear();
+        self.owners.clear();
     }
 
     /// The decision's terms as answered and as each run's challenger gives them.
