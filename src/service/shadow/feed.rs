@@ -171,16 +171,18 @@ impl ShadowFeed {
     /// Called by the decision writer after the commit that made `decided` durable: hands it
     /// to the runs that sample it, or counts it skipped when the queue is full. Never blocks.
     pub(crate) fn hand_off(&self, decided: &mut Decided) {
-        let Some(payload) = decided.payload.take() else {
-            return;
-        };
-        let decision = &decided.decision;
-        let sequence = decision.audit.sequence;
+        if let Some(payload) = decided.payload.take() {
+            let d = &decided.decision;
+            self.offer(d.audit.sequence, &d.decision_id, &d.client_id, payload);
+        }
+    }
+
+    fn offer(&self, sequence: i64, decision_id: &str, client_id: &str, payload: String) {
         let runs: Vec<Arc<Ticket>> = self
             .runs
             .current()
             .iter()
-            .filter(|t| t.covers(sequence, &decision.decision_id))
+            .filter(|t| t.covers(sequence, decision_id))
             .cloned()
             .collect();
         if runs.is_empty() {
@@ -188,8 +190,8 @@ impl ShadowFeed {
         }
         let handed = Handed {
             sequence,
-            decision_id: decision.decision_id.clone(),
-            client_id: decision.client_id.clone(),
+            decision_id: decision_id.to_owned(),
+            client_id: client_id.to_owned(),
             payload,
             runs,
         };
@@ -215,6 +217,21 @@ impl ShadowFeed {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_queue_skips_and_never_waits() {
+        let (queue, handed) = mpsc::sync_channel(1);
+        let runs = Arc::new(Runs::default());
+        let ticket = Arc::new(ticket("1"));
+        *runs.current.write().unwrap() = vec![Arc::clone(&ticket)].into();
+        let feed = ShadowFeed { queue, runs };
+        feed.offer(9, "before the start", "C-1", "{}".into());
+        feed.offer(11, "first", "C-1", "{}".into());
+        feed.offer(12, "second", "C-1", "{}".into());
+        assert_eq!(ticket.take_skipped(), 1);
+        assert_eq!(handed.try_recv().unwrap().decision_id, "first");
+        assert!(handed.try_recv().is_err());
+    }
 
     fn ticket(rate: &str) -> Ticket {
         let row = RunRow {
