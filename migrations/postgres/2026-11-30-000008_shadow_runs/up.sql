@@ -26,6 +26,7 @@ CREATE TABLE shadow_results (
     sequence     BIGINT NOT NULL,
     decision_id  TEXT NOT NULL,
     client_id    TEXT NOT NULL,
+    -- The two sides differ (what the report counts as changed), for queries by hand.
     changed      BOOLEAN NOT NULL,
     -- TermsSummary JSON of each side.
     recorded     TEXT NOT NULL,
