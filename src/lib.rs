@@ -28,6 +28,7 @@ use config::Settings;
 use policy::PolicyEngine;
 use service::committer::DecisionWriter;
 use service::policies::{self, PolicyRegistry};
+use service::shadow::ShadowFeed;
 use store::Store;
 
 /// What every request can reach. Built once per process and shared by the workers.
@@ -38,6 +39,8 @@ pub struct AppState {
     pub metrics: Metrics,
     pub policies: Arc<PolicyRegistry>,
     pub decisions: DecisionWriter,
+    /// Hands committed decisions to this process's shadow runs.
+    pub shadow: ShadowFeed,
 }
 
 impl AppState {
@@ -51,7 +54,9 @@ impl AppState {
         let ttl = chrono::Duration::seconds(
             i64::try_from(settings.reservation_ttl_secs).map_err(|e| e.to_string())?,
         );
-        let decisions = DecisionWriter::start(store.clone(), Arc::clone(&policies), ttl)?;
+        let shadow = ShadowFeed::start(store.clone(), Arc::clone(&policies))?;
+        let decisions =
+            DecisionWriter::start(store.clone(), Arc::clone(&policies), ttl, shadow.clone())?;
         Ok(Self {
             settings,
             store,
@@ -59,6 +64,7 @@ impl AppState {
             metrics,
             policies,
             decisions,
+            shadow,
         })
     }
 }

@@ -17,6 +17,7 @@ pub mod openapi;
 pub mod policies;
 pub mod portfolio;
 pub mod requests;
+pub mod shadow;
 
 use actix_web::{HttpResponse, web};
 use utoipa_swagger_ui::SwaggerUi;
@@ -82,6 +83,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             web::resource("/v1/policies/{name}/versions/{version}/impact")
                 .route(web::post().to(impact::impact)),
+        )
+        .service(
+            web::resource("/v1/policies/{name}/versions/{version}/shadow")
+                .route(web::post().to(shadow::start_shadow))
+                .route(web::get().to(shadow::get_shadow))
+                .route(web::delete().to(shadow::stop_shadow)),
         )
         .configure(console::configure)
         .service(web::resource("/docs").route(web::get().to(docs_redirect)))

@@ -8,7 +8,9 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use super::error::{PROBLEM_JSON, Problem};
-use super::{audit, clients, console, decisions, events, health, impact, policies, portfolio};
+use super::{
+    audit, clients, console, decisions, events, health, impact, policies, portfolio, shadow,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -27,6 +29,7 @@ use super::{audit, clients, console, decisions, events, health, impact, policies
         audit::export::export,
         policies::list_policies, policies::get_policy, policies::submit_version,
         policies::activate_version, policies::evaluate, impact::impact,
+        shadow::start_shadow, shadow::get_shadow, shadow::stop_shadow,
     ),
     components(schemas(Problem)),
     modifiers(&Contract),

@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::ServiceError;
 use super::decisions::{Decided, Draft, commit_in_tx};
 use super::policies::PolicyRegistry;
+use super::shadow::ShadowFeed;
 use crate::audit::Chain;
 use crate::store::policies as policy_table;
 use crate::store::{AnyConnection, Conflict, Store, savepoint, write_tx};
@@ -41,11 +42,12 @@ impl DecisionWriter {
         store: Store,
         registry: Arc<PolicyRegistry>,
         ttl: Duration,
+        shadow: ShadowFeed,
     ) -> Result<Self, String> {
         let (queue, jobs) = mpsc::channel(QUEUE);
         thread::Builder::new()
             .name("decision-writer".into())
-            .spawn(move || run(jobs, &store, &registry, ttl))
+            .spawn(move || run(jobs, &store, &registry, ttl, &shadow))
             .map_err(|e| format!("decision writer: {e}"))?;
         Ok(Self { queue })
     }
@@ -67,7 +69,13 @@ impl DecisionWriter {
     }
 }
 
-fn run(mut jobs: mpsc::Receiver<Job>, store: &Store, registry: &PolicyRegistry, ttl: Duration) {
+fn run(
+    mut jobs: mpsc::Receiver<Job>,
+    store: &Store,
+    registry: &PolicyRegistry,
+    ttl: Duration,
+    shadow: &ShadowFeed,
+) {
     while let Some(first) = jobs.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -78,11 +86,17 @@ fn run(mut jobs: mpsc::Receiver<Job>, store: &Store, registry: &PolicyRegistry, 
         }
         let span = tracing::debug_span!("decision_batch", size = batch.len());
         let _entered = span.enter();
-        commit_batch(batch, store, registry, ttl);
+        commit_batch(batch, store, registry, ttl, shadow);
     }
 }
 
-fn commit_batch(mut batch: Vec<Job>, store: &Store, registry: &PolicyRegistry, ttl: Duration) {
+fn commit_batch(
+    mut batch: Vec<Job>,
+    store: &Store,
+    registry: &PolicyRegistry,
+    ttl: Duration,
+    shadow: &ShadowFeed,
+) {
     let mut conn = match store.get() {
         Ok(conn) => conn,
         Err(e) => return fail_all(batch, &ServiceError::Store(e)),
@@ -105,7 +119,11 @@ fn commit_batch(mut batch: Vec<Job>, store: &Store, registry: &PolicyRegistry, t
     });
     match outcome {
         Ok(results) => {
-            for (job, result) in batch.into_iter().zip(results) {
+            for (job, mut result) in batch.into_iter().zip(results) {
+                // Durable now: the shadow runs may see it (never waited for).
+                if let Ok(decided) = &mut result {
+                    shadow.hand_off(decided);
+                }
                 // A caller that went away (timeout, disconnect) still has its decision stored;
                 // its retry with the same request_id gets it.
                 let _ = job.reply.send(result);

@@ -29,6 +29,8 @@ use crate::store::{AnyConnection, Store, write_tx_retrying};
 pub struct Decided {
     pub decision: CreditDecision,
     pub created: bool,
+    /// The audit payload of a decision made now, for the shadow runs (taken by the writer).
+    pub(crate) payload: Option<String>,
 }
 
 /// Decides on `request`, idempotent by `request_id`. The policies run here, in parallel with
@@ -209,7 +211,7 @@ fn write(conn: &mut AnyConnection, chain: &mut Chain, d: Draft) -> Result<Decide
             client_id: Some(d.request.client_id.to_string()),
             actor: d.actor.clone(),
         },
-        d.audit_payload,
+        d.audit_payload.clone(),
     )?;
     let decision = CreditDecision {
         decision_id: d.decision_id,
@@ -233,6 +235,7 @@ fn write(conn: &mut AnyConnection, chain: &mut Chain, d: Draft) -> Result<Decide
     Ok(Decided {
         decision,
         created: true,
+        payload: Some(d.audit_payload),
     })
 }
 
@@ -246,6 +249,7 @@ fn replay(row: DecisionRow, sha: &str) -> Result<Decided, ServiceError> {
     Ok(Decided {
         decision: parse_answer(&row)?,
         created: false,
+        payload: None,
     })
 }
 

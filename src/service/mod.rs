@@ -15,6 +15,7 @@ pub mod portfolio;
 pub mod rebuild;
 pub mod reviews;
 pub mod schedule;
+pub mod shadow;
 
 use crate::store::StoreError;
 

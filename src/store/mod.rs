@@ -29,6 +29,7 @@ pub mod live;
 pub mod policies;
 pub mod reservations;
 mod schema;
+pub mod shadow;
 
 use std::sync::Arc;
 use std::time::Duration;

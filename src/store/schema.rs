@@ -99,6 +99,33 @@ diesel::joinable!(policy_versions -> policies (policy));
 diesel::allow_tables_to_appear_in_same_query!(policies, policy_versions, policy_activations);
 
 diesel::table! {
+    shadow_runs (started_sequence) {
+        started_sequence -> BigInt,
+        policy -> Text,
+        version -> Integer,
+        sample_rate -> Text,
+        started_at -> Timestamp,
+        started_by -> Text,
+        stopped_sequence -> Nullable<BigInt>,
+        stopped_at -> Nullable<Timestamp>,
+        stopped_by -> Nullable<Text>,
+        skipped -> BigInt,
+    }
+}
+
+diesel::table! {
+    shadow_results (run, sequence) {
+        run -> BigInt,
+        sequence -> BigInt,
+        decision_id -> Text,
+        client_id -> Text,
+        changed -> Bool,
+        recorded -> Text,
+        challenger -> Text,
+    }
+}
+
+diesel::table! {
     reservations (decision_id) {
         decision_id -> Text,
         client_id -> Text,

@@ -20,6 +20,7 @@ mod hostile_input;
 mod impact;
 mod ops;
 mod policies;
+mod shadow;
 
 /// Declares each listed `async fn name(backend: Backend)` as one test per backend.
 #[macro_export]

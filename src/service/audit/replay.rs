@@ -84,10 +84,16 @@ impl Recorded {
                 ),
             ));
         }
-        let snap: Snapshot = serde_json::from_str(&row.payload)
-            .map_err(|e| unreadable(row.sequence, e.to_string()))?;
+        Self::from_payload(row.sequence, &row.payload)
+    }
+
+    /// Reads the payload of the `decision` record `sequence` (as the decision writer handed it
+    /// to the shadow runs, before anyone reads it back).
+    pub fn from_payload(sequence: i64, payload: &str) -> Result<Self, ServiceError> {
+        let snap: Snapshot =
+            serde_json::from_str(payload).map_err(|e| unreadable(sequence, e.to_string()))?;
         Ok(Self {
-            sequence: row.sequence,
+            sequence,
             decision_id: snap.decision_id,
             request: snap.request.request,
             client: snap.client,

@@ -1,0 +1,2 @@
+DROP TABLE shadow_results;
+DROP TABLE shadow_runs;
