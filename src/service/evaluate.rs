@@ -12,7 +12,6 @@ use super::policies::PolicyRegistry;
 use crate::domain::{Client, ClientView, CreditRequest};
 use crate::policy::{Baseline, PipelineResult, PolicyInput, Stage, Trigger};
 use crate::store::clients as client_table;
-use crate::store::policies as policy_table;
 use crate::store::{AnyConnection, Store};
 
 /// A policy version that took part in a decision.
@@ -127,11 +126,7 @@ pub async fn evaluate(
             let active = registry.active(conn)?;
             let mut stages = active.stages(Trigger::CreditRequest).to_vec();
             for (name, number) in &versions {
-                let row = policy_table::version(conn, name, *number)?.ok_or_else(|| {
-                    ServiceError::NotFound {
-                        what: format!("version {number} of policy `{name}`"),
-                    }
-                })?;
+                let row = super::policies::stored_version(conn, name, *number)?;
                 let stage = registry.stage(&row)?;
                 match stages.iter_mut().find(|s| &s.name == name) {
                     Some(slot) => *slot = stage,

@@ -16,7 +16,6 @@ use super::policies::registry::runs_in;
 use super::reviews::{self, Cause, Standing};
 use crate::domain::{Client, ClientStatus, Currency, RiskBand, format_minor};
 use crate::policy::{Stage, Trigger};
-use crate::store::policies as policy_table;
 use crate::store::{AnyConnection, Store, clients};
 
 const PAGE: i64 = 200;
@@ -139,13 +138,7 @@ fn pipelines(
     name: &str,
     number: i32,
 ) -> Result<(Vec<Stage>, Vec<Stage>), ServiceError> {
-    let policy = policy_table::get(conn, name)?.ok_or_else(|| ServiceError::NotFound {
-        what: format!("policy `{name}`"),
-    })?;
-    let version =
-        policy_table::version(conn, name, number)?.ok_or_else(|| ServiceError::NotFound {
-            what: format!("version {number} of policy `{name}`"),
-        })?;
+    let (policy, version) = crate::service::policies::stage_and_version(conn, name, number, false)?;
     let not_in_pipeline = || {
         ServiceError::invalid(
             "name",

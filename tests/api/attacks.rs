@@ -5,10 +5,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use encours::auth::{Claims, SCOPES};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use serde_json::Value;
 
+use crate::auth::claims;
 use crate::on_both_backends;
-use crate::support::{Backend, SECRET, TestApp};
+use crate::support::{Backend, SECRET, TestApp, operations};
 
 const RSA_PRIVATE_PEM: &str = include_str!("fixtures/rs256_private.pem");
 
@@ -19,47 +19,22 @@ struct Route {
     scopes: Vec<String>,
 }
 
-/// Every operation with a bearer requirement, path parameters filled with plausible values
-/// (the token is checked before any of them is looked at).
+/// Every operation with a bearer requirement (the token is checked before anything else).
 fn protected_routes() -> Vec<Route> {
-    let doc: Value = serde_json::from_str(&encours::api::openapi::document_json()).unwrap();
-    let mut routes = Vec::new();
-    for (template, ops) in doc["paths"].as_object().unwrap() {
-        for (method, op) in ops.as_object().unwrap() {
-            let Some(scopes) = op["security"][0]["bearer"].as_array() else {
-                continue;
-            };
-            let path = template
-                .replace("{client_id}", "C-1")
-                .replace("{decision_id}", "01a22e6e-6ed9-72c1-8386-30c7b8e63a45")
-                .replace("{sequence}", "1")
-                .replace("{name}", "deposit")
-                .replace("{version}", "1");
-            assert!(!path.contains('{'), "unfilled parameter in {template}");
-            routes.push(Route {
-                method: method.to_uppercase(),
+    operations()
+        .into_iter()
+        .filter_map(|(method, path, op)| {
+            let scopes = op["security"][0]["bearer"].as_array()?;
+            Some(Route {
+                method,
                 path,
                 scopes: scopes
                     .iter()
                     .map(|s| s.as_str().unwrap().to_owned())
                     .collect(),
-            });
-        }
-    }
-    routes
-}
-
-fn claims(scope: &str) -> Claims {
-    let now = chrono::Utc::now().timestamp();
-    Claims {
-        sub: "mallory".into(),
-        exp: now + 600,
-        nbf: None,
-        iat: Some(now),
-        iss: None,
-        aud: None,
-        scope: scope.into(),
-    }
+            })
+        })
+        .collect()
 }
 
 fn hs256(claims: &Claims) -> String {

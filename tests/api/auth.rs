@@ -13,7 +13,7 @@ use crate::support::{Backend, SECRET, TestApp, client_body};
 const PUBLIC_PEM: &str = include_str!("fixtures/rs256_public.pem");
 const PRIVATE_PEM: &str = include_str!("fixtures/rs256_private.pem");
 
-fn claims(scope: &str) -> Claims {
+pub(crate) fn claims(scope: &str) -> Claims {
     let now = chrono::Utc::now().timestamp();
     Claims {
         sub: "mallory".into(),

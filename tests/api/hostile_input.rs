@@ -3,30 +3,17 @@
 //! problem, nothing written, and the server still answering.
 
 use encours::auth::SCOPES;
-use serde_json::Value;
 
 use crate::on_both_backends;
-use crate::support::{Backend, TestApp};
+use crate::support::{Backend, TestApp, operations};
 
-/// Operations with a request body, path parameters filled.
+/// Operations with a request body.
 fn body_routes() -> Vec<(String, String)> {
-    let doc: Value = serde_json::from_str(&encours::api::openapi::document_json()).unwrap();
-    let mut routes = Vec::new();
-    for (template, ops) in doc["paths"].as_object().unwrap() {
-        for (method, op) in ops.as_object().unwrap() {
-            if op.get("requestBody").is_none() {
-                continue;
-            }
-            let path = template
-                .replace("{client_id}", "C-1")
-                .replace("{decision_id}", "01a22e6e-6ed9-72c1-8386-30c7b8e63a45")
-                .replace("{sequence}", "1")
-                .replace("{name}", "deposit")
-                .replace("{version}", "1");
-            routes.push((method.to_uppercase(), path));
-        }
-    }
-    routes
+    operations()
+        .into_iter()
+        .filter(|(_, _, op)| op.get("requestBody").is_some())
+        .map(|(method, path, _)| (method, path))
+        .collect()
 }
 
 fn hostile_bodies() -> Vec<(&'static str, Vec<u8>)> {

@@ -326,3 +326,24 @@ pub fn client_body(currency: &str, limit: &str) -> Value {
         "credit_limit": limit,
     })
 }
+
+/// Every operation of the served contract: (METHOD, a concrete path, the operation object),
+/// path parameters filled with plausible values.
+pub fn operations() -> Vec<(String, String, Value)> {
+    let doc: Value =
+        serde_json::from_str(&encours::api::openapi::document_json()).expect("the contract");
+    let mut out = Vec::new();
+    for (template, ops) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in ops.as_object().expect("operations") {
+            let path = template
+                .replace("{client_id}", "C-1")
+                .replace("{decision_id}", "01a22e6e-6ed9-72c1-8386-30c7b8e63a45")
+                .replace("{sequence}", "1")
+                .replace("{name}", "deposit")
+                .replace("{version}", "1");
+            assert!(!path.contains('{'), "unfilled parameter in {template}");
+            out.push((method.to_uppercase(), path, op.clone()));
+        }
+    }
+    out
+}

@@ -148,12 +148,7 @@ pub async fn activate(
     store
         .run(move |conn| {
             write_tx_retrying(conn, |conn| {
-                let policy = table::get_locked(conn, &name)?.ok_or_else(|| unknown_policy(&name))?;
-                let version = table::version(conn, &name, number)?.ok_or_else(|| {
-                    ServiceError::NotFound {
-                        what: format!("version {number} of policy `{name}`"),
-                    }
-                })?;
+                let (policy, version) = stage_and_version(conn, &name, number, true)?;
                 if four_eyes && version.author == actor {
                     return Err(ServiceError::FourEyesRequired(format!(
                         "`{actor}` wrote version {number} of `{name}`; someone else must activate it"
@@ -265,4 +260,32 @@ fn unknown_policy(name: &str) -> ServiceError {
     ServiceError::NotFound {
         what: format!("policy `{name}`"),
     }
+}
+
+/// A stored version, or 404 naming it.
+pub(crate) fn stored_version(
+    conn: &mut AnyConnection,
+    name: &str,
+    number: i32,
+) -> Result<VersionRow, ServiceError> {
+    table::version(conn, name, number)?.ok_or_else(|| ServiceError::NotFound {
+        what: format!("version {number} of policy `{name}`"),
+    })
+}
+
+/// A stage (its row locked until the transaction ends when `lock`) and one of its versions,
+/// or 404 naming the one that does not exist.
+pub(crate) fn stage_and_version(
+    conn: &mut AnyConnection,
+    name: &str,
+    number: i32,
+    lock: bool,
+) -> Result<(PolicyRow, VersionRow), ServiceError> {
+    let policy = if lock {
+        table::get_locked(conn, name)?
+    } else {
+        table::get(conn, name)?
+    }
+    .ok_or_else(|| unknown_policy(name))?;
+    Ok((policy, stored_version(conn, name, number)?))
 }

@@ -104,13 +104,7 @@ fn start_in_tx(
     sample_rate: Decimal,
     actor: &str,
 ) -> Result<RunRow, ServiceError> {
-    let policy = policy_table::get_locked(conn, name)?.ok_or_else(|| ServiceError::NotFound {
-        what: format!("policy `{name}`"),
-    })?;
-    let version =
-        policy_table::version(conn, name, number)?.ok_or_else(|| ServiceError::NotFound {
-            what: format!("version {number} of policy `{name}`"),
-        })?;
+    let (policy, version) = crate::service::policies::stage_and_version(conn, name, number, true)?;
     if !runs_in(&policy.trigger_name, Trigger::CreditRequest) {
         return Err(ServiceError::invalid(
             "name",
