@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod backtest;
 pub mod clients;
 pub mod console;
 pub mod cursor;
@@ -73,6 +74,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             web::resource("/v1/policies/{name}/versions/{version}/activate")
                 .route(web::post().to(policies::activate_version)),
+        )
+        .service(
+            web::resource("/v1/policies/{name}/versions/{version}/backtest")
+                .route(web::post().to(backtest::backtest)),
         )
         .configure(console::configure)
         .service(web::resource("/docs").route(web::get().to(docs_redirect)))

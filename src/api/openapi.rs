@@ -8,7 +8,7 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use super::error::{PROBLEM_JSON, Problem};
-use super::{audit, clients, console, decisions, events, health, policies, portfolio};
+use super::{audit, backtest, clients, console, decisions, events, health, policies, portfolio};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -25,7 +25,7 @@ use super::{audit, clients, console, decisions, events, health, policies, portfo
         events::post_events, events::list_events, portfolio::get_portfolio,
         audit::list_records, audit::get_record, audit::verify, audit::replay, audit::export::export,
         policies::list_policies, policies::get_policy, policies::submit_version,
-        policies::activate_version, policies::evaluate,
+        policies::activate_version, policies::evaluate, backtest::backtest,
     ),
     components(schemas(Problem)),
     modifiers(&Contract),

@@ -301,7 +301,7 @@ pub async fn evaluate(
     Ok(web::Json(EvaluationView::new(&evaluation)))
 }
 
-fn policy_name(raw: &str) -> Result<String, ApiError> {
+pub(crate) fn policy_name(raw: &str) -> Result<String, ApiError> {
     let ok = (1..=64).contains(&raw.len())
         && raw
             .bytes()

@@ -2,6 +2,7 @@
 
 pub mod answer;
 pub mod audit;
+pub mod backtest;
 pub mod challenge;
 pub mod clients;
 pub mod committer;

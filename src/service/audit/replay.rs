@@ -106,6 +106,23 @@ impl Recorded {
         registry: &PolicyRegistry,
         instead: Option<&Stage>,
     ) -> Result<Result<Vec<Stage>, Vec<Difference>>, ServiceError> {
+        self.stages_with(instead, |p| {
+            let version =
+                i32::try_from(p.version).map_err(|e| unreadable(self.sequence, e.to_string()))?;
+            Ok(match policy_table::version(conn, &p.name, version)? {
+                Some(v) if v.sha256 == p.sha256 => Ok(registry.stage(&v)?),
+                found => Err(found.map(|v| v.sha256)),
+            })
+        })
+    }
+
+    /// [`Self::stages`] with the versions taken from `find` (a cache, for runs over many
+    /// records): the stage, or the sha256 found instead of the recorded one (`None`: absent).
+    pub fn stages_with(
+        &self,
+        instead: Option<&Stage>,
+        mut find: impl FnMut(&PolicyRef) -> Result<Result<Stage, Option<String>>, ServiceError>,
+    ) -> Result<Result<Vec<Stage>, Vec<Difference>>, ServiceError> {
         let mut stages = Vec::with_capacity(self.policies.len());
         let mut missing = Vec::new();
         for p in &self.policies {
@@ -113,14 +130,12 @@ impl Recorded {
                 stages.push(stage.clone());
                 continue;
             }
-            let version =
-                i32::try_from(p.version).map_err(|e| unreadable(self.sequence, e.to_string()))?;
-            match policy_table::version(conn, &p.name, version)? {
-                Some(v) if v.sha256 == p.sha256 => stages.push(registry.stage(&v)?),
-                found => missing.push(Difference {
+            match find(p)? {
+                Ok(stage) => stages.push(stage),
+                Err(found) => missing.push(Difference {
                     path: format!("policies.{}.v{}.sha256", p.name, p.version),
                     original: Value::String(p.sha256.clone()),
-                    replayed: found.map_or(Value::Null, |v| Value::String(v.sha256)),
+                    replayed: found.map_or(Value::Null, Value::String),
                 }),
             }
         }
