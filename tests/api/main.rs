@@ -6,6 +6,7 @@ mod support;
 
 mod audit;
 mod auth;
+mod backtest;
 mod cli;
 mod clients;
 mod console;

@@ -20,9 +20,9 @@ use crate::store::policies as policy_table;
 /// Records read at a time: large enough to keep the workers busy between reads.
 const PAGE: i64 = 500;
 
-/// Every stored version of every stage, compiled, by name and number: a run over many records
-/// looks its stages up here instead of in the database.
-pub struct StageCache(HashMap<String, HashMap<u32, Stage>>);
+/// Every stored version of every stage, compiled, by name and number, with its stored sha256:
+/// a run over many records looks its stages up here instead of in the database.
+pub struct StageCache(HashMap<String, HashMap<u32, (String, Stage)>>);
 
 impl StageCache {
     pub fn load(conn: &mut AnyConnection, registry: &PolicyRegistry) -> Result<Self, ServiceError> {
@@ -32,7 +32,7 @@ impl StageCache {
             for v in policy_table::versions(conn, &policy.name)? {
                 // A stored version that no longer compiles counts as missing.
                 if let (Ok(number), Ok(stage)) = (u32::try_from(v.version), registry.stage(&v)) {
-                    versions.insert(number, stage);
+                    versions.insert(number, (v.sha256, stage));
                 }
             }
             by_name.insert(policy.name, versions);
@@ -40,11 +40,12 @@ impl StageCache {
         Ok(Self(by_name))
     }
 
-    /// The recorded version, or the sha256 found in its place (`None`: no such version).
+    /// The recorded version, or the sha256 stored in its place (`None`: no such version), as
+    /// [`Recorded::stages`] checks it.
     pub fn find(&self, p: &PolicyRef) -> Result<Stage, Option<String>> {
         match self.0.get(&p.name).and_then(|v| v.get(&p.version)) {
-            Some(stage) if stage.policy.sha256() == p.sha256 => Ok(stage.clone()),
-            found => Err(found.map(|s| s.policy.sha256().to_owned())),
+            Some((sha256, stage)) if *sha256 == p.sha256 => Ok(stage.clone()),
+            found => Err(found.map(|(sha256, _)| sha256.clone())),
         }
     }
 }

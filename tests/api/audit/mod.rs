@@ -2,5 +2,5 @@
 //! decision, and exports.
 
 mod export;
-mod replay;
+pub(crate) mod replay;
 mod tamper;

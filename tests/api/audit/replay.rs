@@ -14,7 +14,7 @@ use crate::support::{Backend, TestApp};
 const DECISIONS: usize = 320;
 
 /// The clients of the book: (id, limit, facts).
-fn book() -> Vec<(&'static str, &'static str, Facts)> {
+pub(crate) fn book() -> Vec<(&'static str, &'static str, Facts)> {
     vec![
         ("GOOD-1", "400000.00", Facts::good()),
         ("GOOD-2", "200000.00", Facts::good()),
@@ -92,6 +92,21 @@ fn book() -> Vec<(&'static str, &'static str, Facts)> {
 /// A new deposit version that asks prospects for 25 % instead of 20 %, submitted by alice and
 /// activated by bob (four-eyes).
 async fn raise_prospect_deposit(app: &TestApp) {
+    let number = draft_deposit(app, "DEPOSIT_PROSPECT = 25", "prospects pay 25 %").await;
+    let bob = app.token_for("bob", "policies:activate");
+    let activated = post(
+        app,
+        &format!("/v1/policies/deposit/versions/{number}/activate"),
+        &bob,
+        &json!({}),
+    )
+    .await;
+    assert_eq!(activated.status, 200, "{}", activated.text);
+}
+
+/// A draft of the active deposit version with `DEPOSIT_PROSPECT = 20` replaced by `change`,
+/// submitted by alice; its number.
+pub(crate) async fn draft_deposit(app: &TestApp, change: &str, description: &str) -> i64 {
     let token = app.token_for("alice", "policies:read policies:write");
     let current = app.get("/v1/policies/deposit", &token).await;
     let active = current.body["active_version"].as_i64().unwrap();
@@ -105,7 +120,7 @@ async fn raise_prospect_deposit(app: &TestApp) {
     let source = version["source"]
         .as_str()
         .unwrap()
-        .replace("DEPOSIT_PROSPECT = 20", "DEPOSIT_PROSPECT = 25");
+        .replace("DEPOSIT_PROSPECT = 20", change);
     // The cases about the prospect deposit pin 20 %: the new version keeps the others.
     let tests: Vec<Value> = version["tests"]
         .as_array()
@@ -118,19 +133,10 @@ async fn raise_prospect_deposit(app: &TestApp) {
         .cloned()
         .collect();
     assert!(!tests.is_empty());
-    let body = json!({"source": source, "description": "prospects pay 25 %", "tests": tests});
+    let body = json!({"source": source, "description": description, "tests": tests});
     let created = post(app, "/v1/policies/deposit/versions", &token, &body).await;
     assert_eq!(created.status, 201, "{}", created.text);
-    let number = created.body["version"].as_i64().unwrap();
-    let bob = app.token_for("bob", "policies:activate");
-    let activated = post(
-        app,
-        &format!("/v1/policies/deposit/versions/{number}/activate"),
-        &bob,
-        &json!({}),
-    )
-    .await;
-    assert_eq!(activated.status, 200, "{}", activated.text);
+    created.body["version"].as_i64().unwrap()
 }
 
 async fn every_decision_replays_identical(backend: Backend) {
