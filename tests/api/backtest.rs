@@ -3,6 +3,7 @@
 //! and nothing is ever written.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
 
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
@@ -161,6 +162,22 @@ async fn a_stricter_draft_changes_exactly_the_prospect_deposits(backend: Backend
         (&terms["shortened"], &terms["lengthened"]),
         (&json!(0), &json!(0))
     );
+
+    // The same from the shell.
+    let out = Command::new(env!("CARGO_BIN_EXE_encours"))
+        .args(["policies", "backtest", "deposit", &draft.to_string()])
+        .env("ENCOURS_DATABASE_URL", &app.state.settings.database_url)
+        .output()
+        .expect("run encours");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let totals = format!(
+        "replayed {DECISIONS}, changed {}, skipped 0",
+        expected.len()
+    );
+    assert!(text.contains(&totals), "{text}");
+    assert!(text.contains("deposit 25 %"), "{text}");
+    assert_eq!(state(&app).await, before, "a backtest writes nothing");
 }
 
 async fn a_comment_changes_nothing(backend: Backend) {
