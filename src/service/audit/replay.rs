@@ -66,6 +66,16 @@ struct Snapshot {
     answer: Value,
 }
 
+/// A [`Snapshot`] without its `result`, which serde then skips without building it.
+#[derive(Deserialize)]
+struct Inputs {
+    decision_id: String,
+    request: RequestSnapshot,
+    client: Value,
+    policies: Vec<PolicyRef>,
+    answer: Value,
+}
+
 #[derive(Deserialize)]
 struct RequestSnapshot {
     request: Value,
@@ -75,15 +85,7 @@ impl Recorded {
     /// Reads a `decision` record; another kind is refused (422), a payload that does not read
     /// is a conflict (409: the chain needs verifying).
     pub fn parse(row: &AuditRow) -> Result<Self, ServiceError> {
-        if row.kind != DECISION_KIND {
-            return Err(ServiceError::invalid(
-                "sequence",
-                format!(
-                    "record {} is a `{}` record; only `{DECISION_KIND}` records replay",
-                    row.sequence, row.kind
-                ),
-            ));
-        }
+        only_decisions(row)?;
         let snap: Snapshot = serde_json::from_str(&row.payload)
             .map_err(|e| unreadable(row.sequence, e.to_string()))?;
         Ok(Self {
@@ -93,6 +95,23 @@ impl Recorded {
             client: snap.client,
             policies: snap.policies,
             result: snap.result,
+            answer: snap.answer,
+        })
+    }
+
+    /// [`Self::parse`] without the recorded `result` (left `null`): the trace is most of a
+    /// record, and a run that compares answers (a backtest) never reads it.
+    pub fn parse_inputs(row: &AuditRow) -> Result<Self, ServiceError> {
+        only_decisions(row)?;
+        let snap: Inputs = serde_json::from_str(&row.payload)
+            .map_err(|e| unreadable(row.sequence, e.to_string()))?;
+        Ok(Self {
+            sequence: row.sequence,
+            decision_id: snap.decision_id,
+            request: snap.request.request,
+            client: snap.client,
+            policies: snap.policies,
+            result: Value::Null,
             answer: snap.answer,
         })
     }
@@ -168,6 +187,19 @@ impl Recorded {
         let terms = DecisionTerms::compose(&result, &policies, &standing);
         Ok((result, terms))
     }
+}
+
+fn only_decisions(row: &AuditRow) -> Result<(), ServiceError> {
+    if row.kind == DECISION_KIND {
+        return Ok(());
+    }
+    Err(ServiceError::invalid(
+        "sequence",
+        format!(
+            "record {} is a `{}` record; only `{DECISION_KIND}` records replay",
+            row.sequence, row.kind
+        ),
+    ))
 }
 
 fn unreadable(sequence: i64, e: String) -> ServiceError {

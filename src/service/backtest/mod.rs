@@ -15,6 +15,7 @@ use utoipa::ToSchema;
 use super::ServiceError;
 use super::challenge::{Comparison, TermsSummary};
 use super::policies::PolicyRegistry;
+use crate::policy::{Limits, PolicyEngine};
 use crate::store::Store;
 use crate::store::audit::{self as audit_table, RecordFilter};
 use crate::store::policies as policy_table;
@@ -127,8 +128,15 @@ pub async fn backtest(
                 to: window.to.map(|t| t.naive_utc()),
                 ..RecordFilter::default()
             };
+            // No wall-clock cap: on a busy machine a stage would now and then run out of time
+            // and show as a change that is none. The operations cap still stops a runaway
+            // script, and does so deterministically.
+            let engine = PolicyEngine::new(Limits {
+                timeout_ms: 0,
+                ..*registry.engine().limits()
+            });
             let scope = run::Scope {
-                engine: registry.engine(),
+                engine: &engine,
                 cache: &cache,
                 challenger: &challenger,
                 changes_after: page.after,

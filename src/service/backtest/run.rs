@@ -146,7 +146,7 @@ fn read(
 
 /// Re-runs one record with the challenger and counts it.
 fn replay(scope: &Scope<'_>, row: &AuditRow, tally: &mut Tally) {
-    let Ok(rec) = Recorded::parse(row) else {
+    let Ok(rec) = Recorded::parse_inputs(row) else {
         return tally.skip(|s| &mut s.unreadable);
     };
     if !rec.policies.iter().any(|p| p.name == scope.challenger.name) {
