@@ -1,6 +1,7 @@
 //! `encours policies …`: policies as code, for credit managers and for a customer's own CI.
 
 pub mod audit;
+mod backtest;
 pub mod events;
 
 use std::fs;
@@ -46,6 +47,22 @@ pub enum PoliciesCommand {
         /// Recorded as who captured it.
         #[arg(long, default_value = "cli")]
         by: String,
+    },
+    /// Re-run logged decisions with VERSION in place of the version of NAME they recorded and
+    /// print what would change (the API's backtest); nothing is written.
+    Backtest {
+        name: String,
+        version: i32,
+        /// Decided at or after (RFC 3339).
+        #[arg(long)]
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        /// Decided before (RFC 3339).
+        #[arg(long)]
+        to: Option<chrono::DateTime<chrono::Utc>>,
+        /// The most recent this many decisions.
+        #[arg(long, default_value_t = crate::service::backtest::MAX_DECISIONS,
+              value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::service::backtest::MAX_DECISIONS)))]
+        limit: u32,
     },
 }
 
@@ -101,6 +118,13 @@ async fn with_database(command: PoliciesCommand, settings: Settings) -> Result<(
     drop(conn);
     let all = service::list(&store).await.map_err(|e| e.to_string())?;
     match command {
+        PoliciesCommand::Backtest {
+            name,
+            version,
+            from,
+            to,
+            limit,
+        } => backtest::backtest(&store, name, version, from, to, limit).await,
         PoliciesCommand::List => {
             println!(
                 "{:<14} {:<15} {:>3} {:>6}  {:<10} sha256",

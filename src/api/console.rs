@@ -28,6 +28,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("record.js", JS, include_str!("console/record.js")),
     ("audit.js", JS, include_str!("console/audit.js")),
     ("clients.js", JS, include_str!("console/clients.js")),
+    ("policies.js", JS, include_str!("console/policies.js")),
 ];
 
 const JS: &str = "text/javascript; charset=utf-8";

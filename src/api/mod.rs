@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod backtest;
 pub mod clients;
 pub mod console;
 pub mod cursor;
@@ -89,6 +90,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(shadow::start_shadow))
                 .route(web::get().to(shadow::get_shadow))
                 .route(web::delete().to(shadow::stop_shadow)),
+        )
+        .service(
+            web::resource("/v1/policies/{name}/versions/{version}/backtest")
+                .route(web::post().to(backtest::backtest)),
         )
         .configure(console::configure)
         .service(web::resource("/docs").route(web::get().to(docs_redirect)))

@@ -9,7 +9,8 @@ use utoipa::{Modify, OpenApi};
 
 use super::error::{PROBLEM_JSON, Problem};
 use super::{
-    audit, clients, console, decisions, events, health, impact, policies, portfolio, shadow,
+    audit, backtest, clients, console, decisions, events, health, impact, policies, portfolio,
+    shadow,
 };
 
 #[derive(OpenApi)]
@@ -28,7 +29,7 @@ use super::{
         audit::list_records, audit::get_record, audit::verify, audit::replay, audit::capture::capture,
         audit::export::export,
         policies::list_policies, policies::get_policy, policies::submit_version,
-        policies::activate_version, policies::evaluate, impact::impact,
+        policies::activate_version, policies::evaluate, impact::impact, backtest::backtest,
         shadow::start_shadow, shadow::get_shadow, shadow::stop_shadow,
     ),
     components(schemas(Problem)),

@@ -2,6 +2,7 @@
 
 pub mod answer;
 pub mod audit;
+pub mod backtest;
 pub mod capture;
 pub mod challenge;
 pub mod clients;

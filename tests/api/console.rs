@@ -20,7 +20,7 @@ use crate::support::{Backend, TestApp, client_body};
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
                    img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-const SCOPES: &str = "decisions:read clients:read audit:read reviews:write";
+const SCOPES: &str = "decisions:read clients:read audit:read reviews:write policies:read";
 
 /// `chromedriver --port=N`, killed with the test.
 struct Driver {
@@ -361,6 +361,8 @@ async fn drive(b: &Client, app: &TestApp, token: &str, decision: &Value) -> Outc
         .unwrap_or_default();
     check(severe.is_empty(), format!("console errors: {severe:?}"))?;
 
+    backtest_step(b, app, decision).await?;
+
     // Signing out forgets the token and shows the token screen.
     b.find(Locator::Css("#who button")).await?.click().await?;
     wait("#token-input").await?;
@@ -369,6 +371,78 @@ async fn drive(b: &Client, app: &TestApp, token: &str, decision: &Value) -> Outc
         left == json!(0),
         format!("sessionStorage after sign-out: {left}"),
     )
+}
+
+/// The Policies view: a deposit draft backtested on the decision, which it changes when that
+/// paid a deposit; the changed decision links to its page. The shadow panel says there is
+/// no shadow run.
+async fn backtest_step(b: &Client, app: &TestApp, decision: &Value) -> Outcome {
+    let wait = |locator: String| async move {
+        b.wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::Css(&locator))
+            .await
+    };
+    let deposit = app
+        .get("/v1/policies/deposit", &app.token("policies:read"))
+        .await;
+    let source = deposit.body["versions"][0]["source"]
+        .as_str()
+        .unwrap_or_default()
+        .replace("DEPOSIT_BAND_D = 30", "DEPOSIT_BAND_D = 40")
+        .replace("DEPOSIT_BAND_E = 50", "DEPOSIT_BAND_E = 60")
+        .replace("DEPOSIT_PROSPECT = 20", "DEPOSIT_PROSPECT = 25");
+    // The cases that pin a deposit percent would fail: the draft keeps the others.
+    let tests: Vec<Value> = deposit.body["versions"][0]["tests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|case| {
+            !case.to_string().contains("DEPOSIT") && !case.to_string().contains("is_prospect")
+        })
+        .cloned()
+        .collect();
+    let body = json!({"source": source, "description": "higher deposits", "tests": tests});
+    let draft = post(
+        app,
+        "/v1/policies/deposit/versions",
+        "policies:write",
+        &body,
+    )
+    .await;
+    check(draft.status == 201, format!("draft: {}", draft.text))?;
+    let version = draft.body["version"].as_i64().unwrap_or_default();
+    let changes = usize::from(decision["deposit"].is_object());
+
+    b.find(Locator::Css("a[data-route='policies']"))
+        .await?
+        .click()
+        .await?;
+    wait(format!("a[href='#/policy/deposit/{version}']"))
+        .await?
+        .click()
+        .await?;
+    wait("#backtest-run".into()).await?.click().await?;
+    let summary = wait("#backtest-summary".into()).await?.text().await?;
+    check(
+        summary.starts_with(&format!("{changes} of 1 decisions would change")),
+        format!("backtest summary: {summary}"),
+    )?;
+    wait("#outcome-matrix".into()).await?;
+    let shadow = wait("#shadow-report .empty".into()).await?.text().await?;
+    check(
+        shadow.contains("no shadow run"),
+        format!("shadow: {shadow}"),
+    )?;
+    if changes == 1 {
+        let id = decision["decision_id"].as_str().unwrap_or_default();
+        wait(format!("#backtest-result a[href='#/decision/{id}']"))
+            .await?
+            .click()
+            .await?;
+        wait(".view-decision .reason-code".into()).await?;
+    }
+    Ok(())
 }
 
 async fn texts(b: &Client, css: &'static str) -> Result<Vec<String>, fantoccini::error::CmdError> {

@@ -7,6 +7,7 @@ mod support;
 mod attacks;
 mod audit;
 mod auth;
+mod backtest;
 mod capture;
 mod cli;
 mod clients;

@@ -4,6 +4,7 @@ import { claims, el, flash, problemBox, scopes, setToken, signOut, token, when, 
 import { decisionList, decisionView, reviewQueue } from "./decisions.js";
 import { auditView, recordView } from "./audit.js";
 import { clientList, clientView } from "./clients.js";
+import { policyList, policyView } from "./policies.js";
 
 /** Route name → view; each view gets its container, the path's arguments and the query. */
 const ROUTES = {
@@ -15,6 +16,8 @@ const ROUTES = {
   record: recordView,
   clients: clientList,
   client: clientView,
+  policies: policyList,
+  policy: policyView,
 };
 
 /** Why the user was sent to the token screen, shown there until another token is used. */
@@ -52,7 +55,7 @@ function render() {
 
 function header(view) {
   for (const a of document.querySelectorAll("#nav a")) {
-    a.classList.toggle("active", a.dataset.route === view || (view === "decision" && a.dataset.route === "decisions"));
+    a.classList.toggle("active", a.dataset.route === view || (view === "decision" && a.dataset.route === "decisions") || (view === "policy" && a.dataset.route === "policies"));
   }
   const who = document.getElementById("who");
   const current = token();

@@ -66,6 +66,16 @@ struct Snapshot {
     answer: Value,
 }
 
+/// A [`Snapshot`] without its `result`, which serde then skips without building it.
+#[derive(Deserialize)]
+struct Inputs {
+    decision_id: String,
+    request: RequestSnapshot,
+    client: Value,
+    policies: Vec<PolicyRef>,
+    answer: Value,
+}
+
 #[derive(Deserialize)]
 struct RequestSnapshot {
     request: Value,
@@ -75,15 +85,7 @@ impl Recorded {
     /// Reads a `decision` record; another kind is refused (422), a payload that does not read
     /// is a conflict (409: the chain needs verifying).
     pub fn parse(row: &AuditRow) -> Result<Self, ServiceError> {
-        if row.kind != DECISION_KIND {
-            return Err(ServiceError::invalid(
-                "sequence",
-                format!(
-                    "record {} is a `{}` record; only `{DECISION_KIND}` records replay",
-                    row.sequence, row.kind
-                ),
-            ));
-        }
+        only_decisions(row)?;
         Self::from_payload(row.sequence, &row.payload)
     }
 
@@ -103,6 +105,23 @@ impl Recorded {
         })
     }
 
+    /// [`Self::parse`] without the recorded `result` (left `null`): the trace is most of a
+    /// record, and a run that compares answers (a backtest) never reads it.
+    pub fn parse_inputs(row: &AuditRow) -> Result<Self, ServiceError> {
+        only_decisions(row)?;
+        let snap: Inputs = serde_json::from_str(&row.payload)
+            .map_err(|e| unreadable(row.sequence, e.to_string()))?;
+        Ok(Self {
+            sequence: row.sequence,
+            decision_id: snap.decision_id,
+            request: snap.request.request,
+            client: snap.client,
+            policies: snap.policies,
+            result: Value::Null,
+            answer: snap.answer,
+        })
+    }
+
     /// The stages that decided, from their stored versions (sha256 checked), with `instead`
     /// in place of the stage of the same name. A version that cannot be found, or whose
     /// sha256 changed, is returned as a difference instead.
@@ -112,6 +131,23 @@ impl Recorded {
         registry: &PolicyRegistry,
         instead: Option<&Stage>,
     ) -> Result<Result<Vec<Stage>, Vec<Difference>>, ServiceError> {
+        self.stages_with(instead, |p| {
+            let version =
+                i32::try_from(p.version).map_err(|e| unreadable(self.sequence, e.to_string()))?;
+            Ok(match policy_table::version(conn, &p.name, version)? {
+                Some(v) if v.sha256 == p.sha256 => Ok(registry.stage(&v)?),
+                found => Err(found.map(|v| v.sha256)),
+            })
+        })
+    }
+
+    /// [`Self::stages`] with the versions taken from `find` (a cache, for runs over many
+    /// records): the stage, or the sha256 found instead of the recorded one (`None`: absent).
+    pub fn stages_with(
+        &self,
+        instead: Option<&Stage>,
+        mut find: impl FnMut(&PolicyRef) -> Result<Result<Stage, Option<String>>, ServiceError>,
+    ) -> Result<Result<Vec<Stage>, Vec<Difference>>, ServiceError> {
         let mut stages = Vec::with_capacity(self.policies.len());
         let mut missing = Vec::new();
         for p in &self.policies {
@@ -119,14 +155,12 @@ impl Recorded {
                 stages.push(stage.clone());
                 continue;
             }
-            let version =
-                i32::try_from(p.version).map_err(|e| unreadable(self.sequence, e.to_string()))?;
-            match policy_table::version(conn, &p.name, version)? {
-                Some(v) if v.sha256 == p.sha256 => stages.push(registry.stage(&v)?),
-                found => missing.push(Difference {
+            match find(p)? {
+                Ok(stage) => stages.push(stage),
+                Err(found) => missing.push(Difference {
                     path: format!("policies.{}.v{}.sha256", p.name, p.version),
                     original: Value::String(p.sha256.clone()),
-                    replayed: found.map_or(Value::Null, |v| Value::String(v.sha256)),
+                    replayed: found.map_or(Value::Null, Value::String),
                 }),
             }
         }
@@ -152,6 +186,19 @@ impl Recorded {
         let terms = DecisionTerms::compose(&result, &policies, &standing);
         Ok((result, terms))
     }
+}
+
+fn only_decisions(row: &AuditRow) -> Result<(), ServiceError> {
+    if row.kind == DECISION_KIND {
+        return Ok(());
+    }
+    Err(ServiceError::invalid(
+        "sequence",
+        format!(
+            "record {} is a `{}` record; only `{DECISION_KIND}` records replay",
+            row.sequence, row.kind
+        ),
+    ))
 }
 
 fn unreadable(sequence: i64, e: String) -> ServiceError {

@@ -92,7 +92,7 @@ pub(crate) fn book() -> Vec<(&'static str, &'static str, Facts)> {
 /// A new deposit version that asks prospects for 25 % instead of 20 %, submitted by alice and
 /// activated by bob (four-eyes).
 async fn raise_prospect_deposit(app: &TestApp) {
-    let number = submit_prospect_deposit(app, 25).await;
+    let number = draft_deposit(app, "DEPOSIT_PROSPECT = 25", "prospects pay 25 %").await;
     let bob = app.token_for("bob", "policies:activate");
     let activated = post(
         app,
@@ -107,6 +107,17 @@ async fn raise_prospect_deposit(app: &TestApp) {
 /// A draft of deposit, written by alice, that asks prospects for `percent` % instead of the
 /// active version's 20 %; its number.
 pub(crate) async fn submit_prospect_deposit(app: &TestApp, percent: u32) -> i64 {
+    draft_deposit(
+        app,
+        &format!("DEPOSIT_PROSPECT = {percent}"),
+        &format!("prospects pay {percent} %"),
+    )
+    .await
+}
+
+/// A draft of the active deposit version with `DEPOSIT_PROSPECT = 20` replaced by `change`,
+/// submitted by alice; its number.
+pub(crate) async fn draft_deposit(app: &TestApp, change: &str, description: &str) -> i64 {
     let token = app.token_for("alice", "policies:read policies:write");
     let current = app.get("/v1/policies/deposit", &token).await;
     let active = current.body["active_version"].as_i64().unwrap();
@@ -117,10 +128,10 @@ pub(crate) async fn submit_prospect_deposit(app: &TestApp, percent: u32) -> i64 
         .find(|v| v["version"].as_i64() == Some(active))
         .unwrap()
         .clone();
-    let source = version["source"].as_str().unwrap().replace(
-        "DEPOSIT_PROSPECT = 20",
-        &format!("DEPOSIT_PROSPECT = {percent}"),
-    );
+    let source = version["source"]
+        .as_str()
+        .unwrap()
+        .replace("DEPOSIT_PROSPECT = 20", change);
     // The cases about the prospect deposit pin 20 %: the new version keeps the others.
     let tests: Vec<Value> = version["tests"]
         .as_array()
@@ -133,7 +144,6 @@ pub(crate) async fn submit_prospect_deposit(app: &TestApp, percent: u32) -> i64 
         .cloned()
         .collect();
     assert!(!tests.is_empty());
-    let description = format!("prospects pay {percent} %");
     let body = json!({"source": source, "description": description, "tests": tests});
     let created = post(app, "/v1/policies/deposit/versions", &token, &body).await;
     assert_eq!(created.status, 201, "{}", created.text);
