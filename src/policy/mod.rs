@@ -135,6 +135,19 @@ impl PolicyEngine {
         &self.limits
     }
 
+    /// The same engine (limits, compiled policies) without the wall-clock cap, for runs that
+    /// must give the same answer on any machine however busy: replays, backtests, shadow runs,
+    /// test cases. The operations cap still stops a runaway script, deterministically.
+    pub fn without_deadline(&self) -> Self {
+        Self {
+            limits: Limits {
+                timeout_ms: 0,
+                ..self.limits
+            },
+            cache: Arc::clone(&self.cache),
+        }
+    }
+
     /// Compiles `source`, or returns the cached policy with the same sha256.
     pub fn compile(&self, source: &str) -> Result<CompiledPolicy, CompileError> {
         engine::with_engine(&self.limits, |engine| {

@@ -15,7 +15,6 @@ use utoipa::ToSchema;
 use super::ServiceError;
 use super::challenge::{Comparison, TermsSummary};
 use super::policies::PolicyRegistry;
-use crate::policy::{Limits, PolicyEngine};
 use crate::store::Store;
 use crate::store::audit::{self as audit_table, RecordFilter};
 use crate::store::policies as policy_table;
@@ -129,12 +128,8 @@ pub async fn backtest(
                 ..RecordFilter::default()
             };
             // No wall-clock cap: on a busy machine a stage would now and then run out of time
-            // and show as a change that is none. The operations cap still stops a runaway
-            // script, and does so deterministically.
-            let engine = PolicyEngine::new(Limits {
-                timeout_ms: 0,
-                ..*registry.engine().limits()
-            });
+            // and show as a change that is none.
+            let engine = registry.engine().without_deadline();
             let scope = run::Scope {
                 engine: &engine,
                 cache: &cache,
