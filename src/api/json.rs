@@ -108,28 +108,172 @@ impl<'de> Deserialize<'de> for AmountText {
 
 impl utoipa::PartialSchema for AmountText {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
-        OneOfBuilder::new()
-            .item(
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
-                    .pattern(Some(r"^[0-9]+(\.[0-9]+)?$"))
-                    .examples([serde_json::json!("12500.00")]),
-            )
-            .item(
-                ObjectBuilder::new()
-                    .schema_type(Type::Number)
-                    .minimum(Some(0)),
-            )
-            .description(Some(
-                "An exact amount: a decimal string (preferred) or a JSON number, with at most the \
-                 currency's minor digits; no sign or exponent",
-            ))
-            .into()
+        amount_schema(
+            r"^0*[0-9]{1,15}(\.[0-9]{1,3}0*)?$",
+            false,
+            "An exact amount below 10^15: a decimal string (preferred) or a JSON integer, with at \
+             most the currency's minor digits (0, 2 or 3; trailing zeros aside); no sign or \
+             exponent",
+        )
+        .into()
     }
 }
 
+/// The one-of-string-or-number schema of an amount; `positive` excludes zero.
+fn amount_schema(
+    pattern: &str,
+    positive: bool,
+    description: &str,
+) -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    // Integers only: a fraction in a JSON number is accepted when written plainly, but a
+    // schema cannot say "plain notation, the currency's digits" of a number.
+    let number = ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(i32::from(positive)))
+        .maximum(Some(999_999_999_999_999_i64));
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(pattern))
+                .examples([serde_json::json!("12500.00")]),
+        )
+        .item(number)
+        .description(Some(description))
+        .build()
+        .into()
+}
+
+/// `schema_with` for an amount that must be above zero (what is asked for on credit).
+pub fn positive_amount() -> utoipa::openapi::schema::Schema {
+    amount_schema(
+        r"^(?:0*[1-9][0-9]{0,14}(?:\.[0-9]{1,3}0*)?|0+\.[0-9]{0,2}[1-9]0*)$",
+        true,
+        "An exact amount above zero and below 10^15: a decimal string (preferred) or a JSON \
+         integer, with at most the currency's minor digits (0, 2 or 3; trailing zeros aside); no \
+         sign or exponent",
+    )
+}
+
+/// `schema_with` for a percentage from 0 to 100, as a plain decimal string or a JSON number.
+pub fn percent() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(r"^(?:0*[0-9]{1,2}(?:\.[0-9]+)?|0*100(?:\.0+)?)$"))
+                .examples([serde_json::json!("30")]),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(0))
+                .maximum(Some(100)),
+        )
+        .description(Some("0 to 100: a plain decimal string or a JSON integer"))
+        .build()
+        .into()
+}
+
 impl utoipa::ToSchema for AmountText {}
+
+/// The contract of a bounded text field (`text`): something other than white space, no
+/// control characters, at most `max` characters (the server trims first).
+fn text_schema(max: usize, nullable: bool) -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    let kind = if nullable {
+        SchemaType::from_iter([Type::String, Type::Null])
+    } else {
+        SchemaType::Type(Type::String)
+    };
+    ObjectBuilder::new()
+        .schema_type(kind)
+        .min_length(Some(1))
+        .max_length(Some(max))
+        .pattern(Some(
+            r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$",
+        ))
+        .build()
+}
+
+/// `schema_with` targets for the text fields, by bound.
+pub fn text_64_or_null() -> utoipa::openapi::schema::Object {
+    text_schema(64, true)
+}
+pub fn text_128() -> utoipa::openapi::schema::Object {
+    text_schema(128, false)
+}
+pub fn text_128_or_null() -> utoipa::openapi::schema::Object {
+    text_schema(128, true)
+}
+pub fn text_200() -> utoipa::openapi::schema::Object {
+    text_schema(200, false)
+}
+pub fn text_2000() -> utoipa::openapi::schema::Object {
+    text_schema(2000, false)
+}
+
+/// Every code of `length` upper-case letters that `parse` accepts: the contract's enum is the
+/// server's own list, so the two cannot drift.
+fn codes<T, E>(length: u32, parse: impl Fn(&str) -> Result<T, E>) -> Vec<String> {
+    (0..26u32.pow(length))
+        .map(|mut n| {
+            let mut code = vec![b'A'; length as usize];
+            for slot in code.iter_mut().rev() {
+                *slot = b'A' + (n % 26) as u8;
+                n /= 26;
+            }
+            String::from_utf8_lossy(&code).into_owned()
+        })
+        .filter(|code| parse(code).is_ok())
+        .collect()
+}
+
+fn code_schema(
+    codes: Vec<String>,
+    description: &str,
+    example: &str,
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(codes))
+        .description(Some(description))
+        .examples([serde_json::json!(example)])
+        .into()
+}
+
+/// An ISO 4217 currency that can carry credit (it has a minor unit).
+pub struct CurrencyCode;
+
+impl utoipa::PartialSchema for CurrencyCode {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        code_schema(
+            codes(3, crate::domain::Currency::parse),
+            "An ISO 4217 currency with a minor unit",
+            "EUR",
+        )
+    }
+}
+
+impl utoipa::ToSchema for CurrencyCode {}
+
+/// An ISO 3166-1 alpha-2 country.
+pub struct CountryCode;
+
+impl utoipa::PartialSchema for CountryCode {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        code_schema(
+            codes(2, crate::domain::Country::parse),
+            "An ISO 3166-1 alpha-2 country",
+            "FR",
+        )
+    }
+}
+
+impl utoipa::ToSchema for CountryCode {}
 
 /// Collects field problems so a request reports all of them at once.
 #[derive(Default)]
