@@ -30,7 +30,10 @@ pub struct ClientInput {
     #[schema(value_type = CountryCode)]
     pub country: String,
     /// NACE activity code.
-    #[schema(example = "C10.71", pattern = r"^(?:[A-Z]|[A-Z]?[0-9]{2}(?:\.[0-9]{1,2})?)$")]
+    #[schema(
+        example = "C10.71",
+        pattern = r"^(?:[A-Z]|[A-Z]?[0-9]{2}(?:\.[0-9]{1,2})?)$"
+    )]
     pub sector: Option<String>,
     /// ISO 4217 account currency; cannot change once the client exists.
     #[schema(value_type = CurrencyCode)]

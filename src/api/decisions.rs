@@ -192,6 +192,7 @@ pub struct ResolutionInput {
     pub approved_amount: Option<AmountText>,
     /// Defaults to the terms of the referred decision.
     #[schema(minimum = 0, maximum = 365)]
+    #[serde(default, deserialize_with = "super::json::whole_or_null")]
     pub terms_days: Option<i64>,
     /// 0..100.
     #[schema(schema_with = super::json::percent)]

@@ -275,6 +275,28 @@ impl utoipa::PartialSchema for CountryCode {
 
 impl utoipa::ToSchema for CountryCode {}
 
+/// An integer field read as JSON Schema reads one: `45` or `45.0` (no fraction), since the
+/// contract's `integer` admits both; `45.5`, `"45"` and anything over 64 bits are refused.
+pub fn whole<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    let n = serde_json::Number::deserialize(d)?;
+    n.as_i64()
+        .or_else(|| {
+            n.to_string()
+                .parse::<rust_decimal::Decimal>()
+                .ok()
+                .filter(|v| v.fract().is_zero())
+                .and_then(|v| i64::try_from(v).ok())
+        })
+        .ok_or_else(|| serde::de::Error::custom(format!("`{n}` is not a whole number")))
+}
+
+/// [`whole`] for an optional field (absent or null is `None`).
+pub fn whole_or_null<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    #[derive(Deserialize)]
+    struct Whole(#[serde(deserialize_with = "whole")] i64);
+    Ok(Option::<Whole>::deserialize(d)?.map(|w| w.0))
+}
+
 /// Collects field problems so a request reports all of them at once.
 #[derive(Default)]
 pub struct Problems(Vec<FieldError>);

@@ -18,7 +18,12 @@ pub struct CreditRequestInput {
     /// The caller's idempotency key, 1..128 characters.
     #[schema(schema_with = super::json::text_128, example = "checkout-7f3a91")]
     pub request_id: String,
-    #[schema(example = "C-001", min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9._-]{1,64}$")]
+    #[schema(
+        example = "C-001",
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[A-Za-z0-9._-]{1,64}$"
+    )]
     pub client_id: String,
     #[schema(schema_with = super::json::positive_amount)]
     pub amount: AmountText,
@@ -27,6 +32,7 @@ pub struct CreditRequestInput {
     pub currency: String,
     /// 0..365; policies may shorten it (never above the legal 60 days).
     #[schema(example = 45, minimum = 0, maximum = 365)]
+    #[serde(deserialize_with = "super::json::whole")]
     pub requested_terms_days: i64,
     pub channel: Channel,
     #[schema(schema_with = super::json::text_128_or_null)]
