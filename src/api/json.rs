@@ -341,3 +341,45 @@ pub fn text(value: &str, max_chars: usize) -> Result<String, String> {
     }
     Ok(trimmed.to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    struct Days {
+        #[serde(deserialize_with = "whole")]
+        days: i64,
+        #[serde(default, deserialize_with = "whole_or_null")]
+        more: Option<i64>,
+    }
+
+    fn days(json: &str) -> Result<(i64, Option<i64>), String> {
+        serde_json::from_str::<Days>(json)
+            .map(|d| (d.days, d.more))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn integers_are_read_as_json_schema_reads_them() {
+        assert_eq!(days(r#"{"days": 45}"#), Ok((45, None)));
+        assert_eq!(days(r#"{"days": 173.0, "more": 2.00}"#), Ok((173, Some(2))));
+        assert_eq!(days(r#"{"days": -1, "more": null}"#), Ok((-1, None)));
+        assert!(days(r#"{"days": 45.5}"#).is_err());
+        assert!(days(r#"{"days": "45"}"#).is_err());
+        assert!(days(r#"{"days": 1e400}"#).is_err());
+        assert!(days(r#"{"days": 99999999999999999999}"#).is_err());
+    }
+
+    #[test]
+    fn the_contract_patterns_match_the_parsers() {
+        let currencies = codes(3, crate::domain::Currency::parse);
+        assert!(currencies.iter().any(|c| c == "EUR") && currencies.iter().any(|c| c == "JPY"));
+        assert!(
+            !currencies.iter().any(|c| c == "XXX"),
+            "no minor unit: cannot carry credit"
+        );
+        let countries = codes(2, crate::domain::Country::parse);
+        assert!(countries.iter().any(|c| c == "FR") && !countries.iter().any(|c| c == "QQ"));
+    }
+}

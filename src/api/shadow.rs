@@ -185,3 +185,28 @@ fn page(query: &ChangesQuery) -> Result<Page, ApiError> {
         limit: usize::try_from(limit).unwrap_or(50),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rate(json: &str) -> Option<Decimal> {
+        sample_rate(&serde_json::from_str(json).ok()?)
+    }
+
+    #[test]
+    fn sample_rates_in_any_json_notation() {
+        assert_eq!(rate("0.25"), Some(Decimal::new(25, 2)));
+        assert_eq!(rate("1"), Some(Decimal::ONE));
+        assert_eq!(rate("1e-3"), Some(Decimal::new(1, 3)));
+        assert_eq!(
+            rate("5e-324"),
+            Some(Decimal::new(1, 28)),
+            "positive, however small"
+        );
+        assert_eq!(rate("0"), None);
+        assert_eq!(rate("-0.5"), None);
+        assert_eq!(rate("1.5"), None);
+        assert_eq!(rate("2e0"), None);
+    }
+}
