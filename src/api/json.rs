@@ -119,7 +119,7 @@ impl utoipa::PartialSchema for AmountText {
     }
 }
 
-/// The one-of-string-or-number schema of an amount; `positive` excludes zero.
+/// The schema of an amount: a decimal string or a JSON integer; `positive` excludes zero.
 fn amount_schema(
     pattern: &str,
     positive: bool,
@@ -156,7 +156,7 @@ pub fn positive_amount() -> utoipa::openapi::schema::Schema {
     )
 }
 
-/// `schema_with` for a percentage from 0 to 100, as a plain decimal string or a JSON number.
+/// `schema_with` for a percentage from 0 to 100, as a plain decimal string or a JSON integer.
 pub fn percent() -> utoipa::openapi::schema::Schema {
     use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
     OneOfBuilder::new()
