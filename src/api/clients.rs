@@ -8,7 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::{Authed, ClientsRead, ClientsWrite};
 use super::cursor;
 use super::error::ApiError;
-use super::json::{AmountText, Json, Problems, text};
+use super::json::{AmountText, CountryCode, CurrencyCode, Json, Problems, text};
 use crate::AppState;
 use crate::audit::AuditRef;
 use crate::domain::{
@@ -21,18 +21,22 @@ use crate::service::clients as service;
 #[serde(deny_unknown_fields)]
 pub struct ClientInput {
     /// Legal name, 1..200 characters.
-    #[schema(example = "Boulangeries Martin SAS")]
+    #[schema(schema_with = super::json::text_200, example = "Boulangeries Martin SAS")]
     pub name: String,
     /// Company registration number (SIREN, Companies House number, …).
+    #[schema(schema_with = super::json::text_64_or_null)]
     pub registration_number: Option<String>,
     /// ISO 3166-1 alpha-2.
-    #[schema(example = "FR")]
+    #[schema(value_type = CountryCode)]
     pub country: String,
     /// NACE activity code.
-    #[schema(example = "C10.71")]
+    #[schema(
+        example = "C10.71",
+        pattern = r"^(?:[A-Z]|[A-Z]?[0-9]{2}(?:\.[0-9]{1,2})?)$"
+    )]
     pub sector: Option<String>,
     /// ISO 4217 account currency; cannot change once the client exists.
-    #[schema(example = "EUR")]
+    #[schema(value_type = CurrencyCode)]
     pub currency: String,
     /// Standing credit limit in the account currency.
     pub credit_limit: AmountText,
@@ -107,10 +111,13 @@ pub struct ClientPage {
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Risk band A..E.
+    #[param(value_type = Option<RiskBand>)]
     pub band: Option<String>,
     /// `active` or `blocked`.
+    #[param(value_type = Option<ClientStatus>)]
     pub status: Option<String>,
     /// 1..500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
     /// From the previous page's `next_cursor`.
     pub cursor: Option<String>,
@@ -130,7 +137,7 @@ fn today() -> NaiveDate {
 /// transaction. A body identical to the stored profile changes nothing and records nothing.
 #[utoipa::path(
     put, path = "/v1/clients/{client_id}", tag = "clients",
-    params(("client_id" = String, Path, description = "The ERP's customer number: 1..64 of [A-Za-z0-9._-]")),
+    params(("client_id" = String, Path, min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9._-]{1,64}$", description = "The ERP's customer number: 1..64 of [A-Za-z0-9._-]")),
     request_body = ClientInput,
     responses(
         (status = 201, description = "Created", body = ClientWritten),
@@ -161,7 +168,7 @@ pub async fn put_client(
 /// A client's profile and live state.
 #[utoipa::path(
     get, path = "/v1/clients/{client_id}", tag = "clients",
-    params(("client_id" = String, Path, description = "The ERP's customer number")),
+    params(("client_id" = String, Path, min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9._-]{1,64}$", description = "The ERP's customer number")),
     responses((status = 200, description = "The client", body = ClientView)),
     security(("bearer" = ["clients:read"]))
 )]

@@ -34,6 +34,7 @@ fn ttl(state: &AppState) -> Duration {
     responses(
         (status = 201, description = "Decided", body = CreditDecision),
         (status = 200, description = "The first answer to this request_id", body = CreditDecision),
+        (status = 404, description = "`unknown_client`: no such client and no `prospect` block", body = super::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "request_id reused with another body", body = super::error::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["decisions:write"]))
@@ -81,7 +82,7 @@ impl From<DecisionRecord> for DecisionView {
 /// One decision.
 #[utoipa::path(
     get, path = "/v1/credit-decisions/{decision_id}", tag = "decisions",
-    params(("decision_id" = String, Path, description = "The decision")),
+    params(("decision_id" = String, Path, format = "uuid", description = "The decision")),
     responses((status = 200, description = "The decision", body = DecisionView)),
     security(("bearer" = ["decisions:read"]))
 )]
@@ -98,8 +99,10 @@ pub async fn get_decision(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    #[param(min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9._-]{1,64}$")]
     pub client_id: Option<String>,
     /// `approved`, `conditional`, `review` or `declined`.
+    #[param(pattern = r"^(?:approved|conditional|review|declined)$")]
     pub outcome: Option<String>,
     /// Reviews only: `false` for the queue waiting for a credit manager, `true` for resolved.
     pub resolved: Option<bool>,
@@ -108,6 +111,7 @@ pub struct ListQuery {
     /// Decided before (RFC 3339).
     pub to: Option<DateTime<Utc>>,
     /// 1..500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }
@@ -187,10 +191,14 @@ pub struct ResolutionInput {
     /// Defaults to the amount requested.
     pub approved_amount: Option<AmountText>,
     /// Defaults to the terms of the referred decision.
+    #[schema(minimum = 0, maximum = 365)]
+    #[serde(default, deserialize_with = "super::json::whole_or_null")]
     pub terms_days: Option<i64>,
     /// 0..100.
+    #[schema(schema_with = super::json::percent)]
     pub deposit_percent: Option<AmountText>,
     /// Why: kept with the decision and in the audit log.
+    #[schema(schema_with = super::json::text_2000)]
     pub comment: String,
 }
 
@@ -199,7 +207,7 @@ pub struct ResolutionInput {
 /// is 409 `review_already_resolved`. The reviewer's `sub` is kept.
 #[utoipa::path(
     post, path = "/v1/credit-decisions/{decision_id}/resolution", tag = "decisions",
-    params(("decision_id" = String, Path, description = "The review to resolve")),
+    params(("decision_id" = String, Path, format = "uuid", description = "The review to resolve")),
     request_body = ResolutionInput,
     responses(
         (status = 201, description = "The resolving decision", body = CreditDecision),

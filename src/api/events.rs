@@ -22,7 +22,10 @@ pub struct EventBatch {
     /// Each has `event_id` (the idempotency key, 1..128 characters), `client_id`, `type`,
     /// `occurred_at` (RFC 3339), the fields of its type (see the API guide) and optionally
     /// `currency`, which must be the client's.
-    #[schema(value_type = Vec<Object>, example = json!([{
+    ///
+    /// An element that is not an object is rejected on its own too (a batch is never refused
+    /// for one bad event), so the contract takes any JSON value here.
+    #[schema(value_type = Vec<Value>, min_items = 1, max_items = 1000, example = json!([{
         "event_id": "ERP-88121", "client_id": "C-001", "type": "invoice_issued",
         "occurred_at": "2026-03-02T08:00:00Z", "invoice_id": "F-2026-0042",
         "amount": "1250.00", "issued_on": "2026-03-02", "due_on": "2026-04-01"
@@ -162,11 +165,16 @@ fn problem(why: Rejection) -> Problem {
 pub struct EventsQuery {
     /// Only these types, comma-separated (`invoice_issued,payment_received`).
     #[serde(rename = "type")]
-    #[param(rename = "type")]
+    #[param(
+        rename = "type",
+        pattern = r"^\s*(?:invoice_issued|payment_received|credit_note_issued|dunning_sent|insurance_cover_changed|external_score_updated|sales_alert|legal_status_changed|order_cancelled)\s*(?:,\s*(?:invoice_issued|payment_received|credit_note_issued|dunning_sent|insurance_cover_changed|external_score_updated|sales_alert|legal_status_changed|order_cancelled)\s*)*$"
+    )]
     pub type_: Option<String>,
     /// 1..500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
     /// From the previous page's `next_cursor`.
+    #[param(pattern = r"^[+-]?[0-9]{1,18}$")]
     pub cursor: Option<String>,
 }
 
@@ -190,7 +198,7 @@ pub struct EventPage {
 /// A client's events, newest first.
 #[utoipa::path(
     get, path = "/v1/clients/{client_id}/events", tag = "events",
-    params(("client_id" = String, Path, description = "The ERP's customer number"), EventsQuery),
+    params(("client_id" = String, Path, min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9._-]{1,64}$", description = "The ERP's customer number"), EventsQuery),
     responses((status = 200, description = "A page of events", body = EventPage)),
     security(("bearer" = ["clients:read"]))
 )]

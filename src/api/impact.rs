@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 
 use super::auth::{Authed, PoliciesRead};
 use super::error::ApiError;
-use super::json::{Json, Problems};
+use super::json::{CurrencyCode, Json, Problems};
 use super::policies::policy_name;
 use crate::AppState;
 use crate::domain::{Currency, RiskBand};
@@ -18,10 +18,10 @@ use crate::service::impact::{self as service, Filter, Impact};
 #[serde(deny_unknown_fields)]
 pub struct ImpactInput {
     /// Only clients with this account currency.
-    #[schema(example = "EUR")]
+    #[schema(value_type = Option<CurrencyCode>)]
     pub currency: Option<String>,
     /// Only clients in this risk band now.
-    #[schema(example = "C")]
+    #[schema(value_type = Option<RiskBand>)]
     pub band: Option<String>,
 }
 
@@ -32,8 +32,8 @@ pub struct ImpactInput {
 #[utoipa::path(
     post, path = "/v1/policies/{name}/versions/{version}/impact", tag = "policies",
     params(
-        ("name" = String, Path, description = "A stage of the `client_event` pipeline"),
-        ("version" = i32, Path, description = "The version to try"),
+        ("name" = String, Path, min_length = 1, max_length = 64, pattern = r"^[a-z0-9_]{1,64}$", description = "A stage of the `client_event` pipeline"),
+        ("version" = i32, Path, minimum = 1, description = "The version to try"),
     ),
     request_body = ImpactInput,
     responses((status = 200, description = "The impact on the open book", body = Impact)),

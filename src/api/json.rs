@@ -108,28 +108,194 @@ impl<'de> Deserialize<'de> for AmountText {
 
 impl utoipa::PartialSchema for AmountText {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
-        OneOfBuilder::new()
-            .item(
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
-                    .pattern(Some(r"^[0-9]+(\.[0-9]+)?$"))
-                    .examples([serde_json::json!("12500.00")]),
-            )
-            .item(
-                ObjectBuilder::new()
-                    .schema_type(Type::Number)
-                    .minimum(Some(0)),
-            )
-            .description(Some(
-                "An exact amount: a decimal string (preferred) or a JSON number, with at most the \
-                 currency's minor digits; no sign or exponent",
-            ))
-            .into()
+        amount_schema(
+            r"^0*[0-9]{1,15}(\.[0-9]{1,3}0*)?$",
+            false,
+            "An exact amount below 10^15: a decimal string (preferred) or a JSON integer, with at \
+             most the currency's minor digits (0, 2 or 3; trailing zeros aside); no sign or \
+             exponent",
+        )
+        .into()
     }
 }
 
+/// The schema of an amount: a decimal string or a JSON integer; `positive` excludes zero.
+fn amount_schema(
+    pattern: &str,
+    positive: bool,
+    description: &str,
+) -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    // Integers only: a fraction in a JSON number is accepted when written plainly, but a
+    // schema cannot say "plain notation, the currency's digits" of a number.
+    let number = ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(i32::from(positive)))
+        .maximum(Some(999_999_999_999_999_i64));
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(pattern))
+                .examples([serde_json::json!("12500.00")]),
+        )
+        .item(number)
+        .description(Some(description))
+        .build()
+        .into()
+}
+
+/// `schema_with` for an amount that must be above zero (what is asked for on credit).
+pub fn positive_amount() -> utoipa::openapi::schema::Schema {
+    amount_schema(
+        r"^(?:0*[1-9][0-9]{0,14}(?:\.[0-9]{1,3}0*)?|0+\.[0-9]{0,2}[1-9]0*)$",
+        true,
+        "An exact amount above zero and below 10^15: a decimal string (preferred) or a JSON \
+         integer, with at most the currency's minor digits (0, 2 or 3; trailing zeros aside); no \
+         sign or exponent",
+    )
+}
+
+/// `schema_with` for a percentage from 0 to 100, as a plain decimal string or a JSON integer.
+pub fn percent() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(r"^(?:0*[0-9]{1,2}(?:\.[0-9]+)?|0*100(?:\.0+)?)$"))
+                .examples([serde_json::json!("30")]),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(0))
+                .maximum(Some(100)),
+        )
+        .description(Some("0 to 100: a plain decimal string or a JSON integer"))
+        .build()
+        .into()
+}
+
 impl utoipa::ToSchema for AmountText {}
+
+/// The contract of a bounded text field (`text`): something other than white space, no
+/// control characters, at most `max` characters (the server trims first).
+fn text_schema(max: usize, nullable: bool) -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    let kind = if nullable {
+        SchemaType::from_iter([Type::String, Type::Null])
+    } else {
+        SchemaType::Type(Type::String)
+    };
+    ObjectBuilder::new()
+        .schema_type(kind)
+        .min_length(Some(1))
+        .max_length(Some(max))
+        .pattern(Some(
+            r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$",
+        ))
+        .build()
+}
+
+/// `schema_with` targets for the text fields, by bound.
+pub fn text_64_or_null() -> utoipa::openapi::schema::Object {
+    text_schema(64, true)
+}
+pub fn text_128() -> utoipa::openapi::schema::Object {
+    text_schema(128, false)
+}
+pub fn text_128_or_null() -> utoipa::openapi::schema::Object {
+    text_schema(128, true)
+}
+pub fn text_200() -> utoipa::openapi::schema::Object {
+    text_schema(200, false)
+}
+pub fn text_2000() -> utoipa::openapi::schema::Object {
+    text_schema(2000, false)
+}
+
+/// Every code of `length` upper-case letters that `parse` accepts: the contract's enum is the
+/// server's own list, so the two cannot drift.
+fn codes<T, E>(length: u32, parse: impl Fn(&str) -> Result<T, E>) -> Vec<String> {
+    (0..26u32.pow(length))
+        .map(|mut n| {
+            let mut code = vec![b'A'; length as usize];
+            for slot in code.iter_mut().rev() {
+                *slot = b'A' + (n % 26) as u8;
+                n /= 26;
+            }
+            String::from_utf8_lossy(&code).into_owned()
+        })
+        .filter(|code| parse(code).is_ok())
+        .collect()
+}
+
+fn code_schema(
+    codes: Vec<String>,
+    description: &str,
+    example: &str,
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(codes))
+        .description(Some(description))
+        .examples([serde_json::json!(example)])
+        .into()
+}
+
+/// An ISO 4217 currency that can carry credit (it has a minor unit).
+pub struct CurrencyCode;
+
+impl utoipa::PartialSchema for CurrencyCode {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        code_schema(
+            codes(3, crate::domain::Currency::parse),
+            "An ISO 4217 currency with a minor unit",
+            "EUR",
+        )
+    }
+}
+
+impl utoipa::ToSchema for CurrencyCode {}
+
+/// An ISO 3166-1 alpha-2 country.
+pub struct CountryCode;
+
+impl utoipa::PartialSchema for CountryCode {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        code_schema(
+            codes(2, crate::domain::Country::parse),
+            "An ISO 3166-1 alpha-2 country",
+            "FR",
+        )
+    }
+}
+
+impl utoipa::ToSchema for CountryCode {}
+
+/// An integer field read as JSON Schema reads one: `45` or `45.0` (no fraction), since the
+/// contract's `integer` admits both; `45.5`, `"45"` and anything over 64 bits are refused.
+pub fn whole<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    let n = serde_json::Number::deserialize(d)?;
+    n.as_i64()
+        .or_else(|| {
+            n.to_string()
+                .parse::<rust_decimal::Decimal>()
+                .ok()
+                .filter(|v| v.fract().is_zero())
+                .and_then(|v| i64::try_from(v).ok())
+        })
+        .ok_or_else(|| serde::de::Error::custom(format!("`{n}` is not a whole number")))
+}
+
+/// [`whole`] for an optional field (absent or null is `None`).
+pub fn whole_or_null<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    #[derive(Deserialize)]
+    struct Whole(#[serde(deserialize_with = "whole")] i64);
+    Ok(Option::<Whole>::deserialize(d)?.map(|w| w.0))
+}
 
 /// Collects field problems so a request reports all of them at once.
 #[derive(Default)]
@@ -174,4 +340,46 @@ pub fn text(value: &str, max_chars: usize) -> Result<String, String> {
         return Err("must not contain control characters".into());
     }
     Ok(trimmed.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    struct Days {
+        #[serde(deserialize_with = "whole")]
+        days: i64,
+        #[serde(default, deserialize_with = "whole_or_null")]
+        more: Option<i64>,
+    }
+
+    fn days(json: &str) -> Result<(i64, Option<i64>), String> {
+        serde_json::from_str::<Days>(json)
+            .map(|d| (d.days, d.more))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn integers_are_read_as_json_schema_reads_them() {
+        assert_eq!(days(r#"{"days": 45}"#), Ok((45, None)));
+        assert_eq!(days(r#"{"days": 173.0, "more": 2.00}"#), Ok((173, Some(2))));
+        assert_eq!(days(r#"{"days": -1, "more": null}"#), Ok((-1, None)));
+        assert!(days(r#"{"days": 45.5}"#).is_err());
+        assert!(days(r#"{"days": "45"}"#).is_err());
+        assert!(days(r#"{"days": 1e400}"#).is_err());
+        assert!(days(r#"{"days": 99999999999999999999}"#).is_err());
+    }
+
+    #[test]
+    fn the_contract_patterns_match_the_parsers() {
+        let currencies = codes(3, crate::domain::Currency::parse);
+        assert!(currencies.iter().any(|c| c == "EUR") && currencies.iter().any(|c| c == "JPY"));
+        assert!(
+            !currencies.iter().any(|c| c == "XXX"),
+            "no minor unit: cannot carry credit"
+        );
+        let countries = codes(2, crate::domain::Country::parse);
+        assert!(countries.iter().any(|c| c == "FR") && !countries.iter().any(|c| c == "QQ"));
+    }
 }

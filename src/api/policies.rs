@@ -134,7 +134,7 @@ pub async fn list_policies(
 /// One stage: its versions, sources, tests, and who activated what when.
 #[utoipa::path(
     get, path = "/v1/policies/{name}", tag = "policies",
-    params(("name" = String, Path, description = "The stage, e.g. `deposit`")),
+    params(("name" = String, Path, min_length = 1, max_length = 64, pattern = r"^[a-z0-9_]{1,64}$", description = "The stage, e.g. `deposit`")),
     responses((status = 200, description = "The policy", body = PolicyView)),
     security(("bearer" = ["policies:read"]))
 )]
@@ -151,9 +151,11 @@ pub async fn get_policy(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VersionInput {
-    /// The Rhai source.
+    /// The Rhai source, at most 256 KiB.
+    #[schema(min_length = 1, pattern = r"\S")]
     pub source: String,
     /// What changed and why, for the next reader.
+    #[schema(schema_with = super::json::text_2000)]
     pub description: String,
     /// Test cases; when absent, the active version's cases are carried over and must pass.
     #[schema(value_type = Option<Vec<Object>>)]
@@ -175,7 +177,7 @@ pub struct VersionCreated {
 /// (422 `policy_test_failed` with the failing cases) before it is stored, inactive.
 #[utoipa::path(
     post, path = "/v1/policies/{name}/versions", tag = "policies",
-    params(("name" = String, Path, description = "The stage")),
+    params(("name" = String, Path, min_length = 1, max_length = 64, pattern = r"^[a-z0-9_]{1,64}$", description = "The stage")),
     request_body = VersionInput,
     responses((status = 201, description = "Stored as a draft", body = VersionCreated)),
     security(("bearer" = ["policies:write"]))
@@ -232,8 +234,8 @@ pub struct Activated {
 #[utoipa::path(
     post, path = "/v1/policies/{name}/versions/{version}/activate", tag = "policies",
     params(
-        ("name" = String, Path, description = "The stage"),
-        ("version" = i32, Path, description = "The version to activate"),
+        ("name" = String, Path, min_length = 1, max_length = 64, pattern = r"^[a-z0-9_]{1,64}$", description = "The stage"),
+        ("version" = i32, Path, minimum = 1, description = "The version to activate"),
     ),
     responses(
         (status = 200, description = "Active", body = Activated),
@@ -303,7 +305,10 @@ impl EvaluationView {
 #[utoipa::path(
     post, path = "/v1/policies/evaluate", tag = "policies",
     request_body = EvaluateInput,
-    responses((status = 200, description = "The decision that would be made", body = EvaluationView)),
+    responses(
+        (status = 200, description = "The decision that would be made", body = EvaluationView),
+        (status = 404, description = "An unknown client without `prospect`, or a version in `versions` that does not exist", body = super::error::Problem, content_type = "application/problem+json"),
+    ),
     security(("bearer" = ["policies:read"]))
 )]
 pub async fn evaluate(

@@ -6,6 +6,7 @@ use utoipa::IntoParams;
 
 use super::auth::{Authed, ClientsRead};
 use super::error::ApiError;
+use super::json::CurrencyCode;
 use crate::AppState;
 use crate::domain::Currency;
 use crate::service::portfolio::{self as service, Portfolio};
@@ -15,6 +16,7 @@ use crate::service::portfolio::{self as service, Portfolio};
 #[into_params(parameter_in = Query)]
 pub struct PortfolioQuery {
     /// Only the book of this account currency.
+    #[param(value_type = Option<CurrencyCode>)]
     pub currency: Option<String>,
 }
 

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::error::ApiError;
-use super::json::{AmountText, Problems, text};
+use super::json::{AmountText, CountryCode, CurrencyCode, Problems, text};
 use crate::domain::{
     Channel, ClientId, Country, CreditRequest, Currency, MAX_REQUESTED_TERMS_DAYS, Money, Prospect,
     Sector,
@@ -16,18 +16,26 @@ use crate::domain::{
 #[serde(deny_unknown_fields)]
 pub struct CreditRequestInput {
     /// The caller's idempotency key, 1..128 characters.
-    #[schema(example = "checkout-7f3a91")]
+    #[schema(schema_with = super::json::text_128, example = "checkout-7f3a91")]
     pub request_id: String,
-    #[schema(example = "C-001")]
+    #[schema(
+        example = "C-001",
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[A-Za-z0-9._-]{1,64}$"
+    )]
     pub client_id: String,
+    #[schema(schema_with = super::json::positive_amount)]
     pub amount: AmountText,
     /// Must be the client's account currency.
-    #[schema(example = "EUR")]
+    #[schema(value_type = CurrencyCode)]
     pub currency: String,
     /// 0..365; policies may shorten it (never above the legal 60 days).
-    #[schema(example = 45)]
+    #[schema(example = 45, minimum = 0, maximum = 365)]
+    #[serde(deserialize_with = "super::json::whole")]
     pub requested_terms_days: i64,
     pub channel: Channel,
+    #[schema(schema_with = super::json::text_128_or_null)]
     pub order_ref: Option<String>,
     /// Used only when `client_id` is unknown: the new buyer, decided on as a prospect.
     pub prospect: Option<ProspectInput>,
@@ -36,11 +44,15 @@ pub struct CreditRequestInput {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProspectInput {
+    #[schema(schema_with = super::json::text_200)]
     pub name: String,
+    #[schema(schema_with = super::json::text_64_or_null)]
     pub registration_number: Option<String>,
     /// ISO 3166-1 alpha-2.
+    #[schema(value_type = CountryCode)]
     pub country: String,
     /// NACE activity code.
+    #[schema(pattern = r"^(?:[A-Z]|[A-Z]?[0-9]{2}(?:\.[0-9]{1,2})?)$")]
     pub sector: Option<String>,
 }
 

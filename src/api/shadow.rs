@@ -20,7 +20,7 @@ use crate::service::shadow::{self as service, Page, ShadowReport};
 pub struct ShadowInput {
     /// The share of decisions to shadow, in (0, 1]; 1 when absent. Sampling is by decision id,
     /// so the same decisions are sampled by every server process.
-    #[schema(value_type = Option<f64>, minimum = 0, maximum = 1, example = 0.25)]
+    #[schema(value_type = Option<f64>, exclusive_minimum = 0, maximum = 1, example = 0.25)]
     pub sample_rate: Option<serde_json::Number>,
 }
 
@@ -30,6 +30,7 @@ pub struct ShadowInput {
 #[into_params(parameter_in = Query)]
 pub struct ChangesQuery {
     /// Changed decisions per page, 1 to 500 (50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -62,8 +63,8 @@ impl From<ShadowReport> for ShadowView {
 #[utoipa::path(
     post, path = "/v1/policies/{name}/versions/{version}/shadow", tag = "policies",
     params(
-        ("name" = String, Path, description = "The stage"),
-        ("version" = i32, Path, description = "The challenger version"),
+        ("name" = String, Path, min_length = 1, max_length = 64, pattern = r"^[a-z0-9_]{1,64}$", description = "The stage"),
+        ("version" = i32, Path, minimum = 1, description = "The challenger version"),
     ),
     request_body = ShadowInput,
     responses(
@@ -81,11 +82,7 @@ pub async fn start_shadow(
     let (name, number) = version_path(&path)?;
     let rate = match &body.0.sample_rate {
         None => Decimal::ONE,
-        Some(n) => n
-            .to_string()
-            .parse::<Decimal>()
-            .ok()
-            .filter(|r| *r > Decimal::ZERO && *r <= Decimal::ONE)
+        Some(n) => sample_rate(n)
             .ok_or_else(|| ApiError::field("sample_rate", "must be a number in (0, 1]"))?,
     };
     let feed = state.shadow.clone();
@@ -99,8 +96,8 @@ pub async fn start_shadow(
 #[utoipa::path(
     get, path = "/v1/policies/{name}/versions/{version}/shadow", tag = "policies",
     params(
-        ("name" = String, Path, description = "The stage"),
-        ("version" = i32, Path, description = "The challenger version"),
+        ("name" = String, Path, min_length = 1, max_length = 64, pattern = r"^[a-z0-9_]{1,64}$", description = "The stage"),
+        ("version" = i32, Path, minimum = 1, description = "The challenger version"),
         ChangesQuery,
     ),
     responses((status = 200, description = "The shadow report", body = ShadowView)),
@@ -123,8 +120,8 @@ pub async fn get_shadow(
 #[utoipa::path(
     delete, path = "/v1/policies/{name}/versions/{version}/shadow", tag = "policies",
     params(
-        ("name" = String, Path, description = "The stage"),
-        ("version" = i32, Path, description = "The challenger version"),
+        ("name" = String, Path, min_length = 1, max_length = 64, pattern = r"^[a-z0-9_]{1,64}$", description = "The stage"),
+        ("version" = i32, Path, minimum = 1, description = "The challenger version"),
     ),
     responses((status = 200, description = "Stopped", body = ShadowView)),
     security(("bearer" = ["policies:write"]))
@@ -146,6 +143,23 @@ pub async fn stop_shadow(
     )
     .await?;
     Ok(web::Json(report.into()))
+}
+
+/// The rate as written, exactly; a number in exponent notation (`1e-3`, what many JSON
+/// encoders write for small floats) through its float, a positive rate too small for a
+/// decimal becoming the smallest one.
+fn sample_rate(n: &serde_json::Number) -> Option<Decimal> {
+    let text = n.to_string();
+    let rate = match text.parse::<Decimal>() {
+        Ok(rate) => rate,
+        Err(_) => {
+            let float = n.as_f64().filter(|f| f.is_finite() && *f > 0.0)?;
+            Decimal::from_f64_retain(float)
+                .filter(|r| !r.is_zero())
+                .unwrap_or(Decimal::new(1, 28))
+        }
+    };
+    (rate > Decimal::ZERO && rate <= Decimal::ONE).then_some(rate)
 }
 
 fn version_path((name, version): &(String, String)) -> Result<(String, i32), ApiError> {
@@ -170,4 +184,29 @@ fn page(query: &ChangesQuery) -> Result<Page, ApiError> {
         after,
         limit: usize::try_from(limit).unwrap_or(50),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rate(json: &str) -> Option<Decimal> {
+        sample_rate(&serde_json::from_str(json).ok()?)
+    }
+
+    #[test]
+    fn sample_rates_in_any_json_notation() {
+        assert_eq!(rate("0.25"), Some(Decimal::new(25, 2)));
+        assert_eq!(rate("1"), Some(Decimal::ONE));
+        assert_eq!(rate("1e-3"), Some(Decimal::new(1, 3)));
+        assert_eq!(
+            rate("5e-324"),
+            Some(Decimal::new(1, 28)),
+            "positive, however small"
+        );
+        assert_eq!(rate("0"), None);
+        assert_eq!(rate("-0.5"), None);
+        assert_eq!(rate("1.5"), None);
+        assert_eq!(rate("2e0"), None);
+    }
 }

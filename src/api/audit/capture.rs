@@ -15,7 +15,7 @@ use crate::service::capture::{self as service, CapturedCase};
 /// Capturing a record again answers the existing case (200).
 #[utoipa::path(
     post, path = "/v1/audit/records/{sequence}/capture", tag = "audit",
-    params(("sequence" = i64, Path, description = "The sequence of a `decision` record")),
+    params(("sequence" = i64, Path, minimum = 1, description = "The sequence of a `decision` record")),
     responses(
         (status = 201, description = "Captured", body = CapturedCase),
         (status = 200, description = "Captured already: the existing case", body = CapturedCase),

@@ -20,9 +20,12 @@ use crate::service::audit::export::{Export, Format};
 #[into_params(parameter_in = Query)]
 pub struct ExportQuery {
     /// `ndjson` (the default) or `csv`.
+    #[param(pattern = r"^(?:ndjson|csv)$")]
     pub format: Option<String>,
     /// Only records of this kind, e.g. `decision`.
+    #[param(pattern = r"^[a-z._]{1,64}$")]
     pub kind: Option<String>,
+    #[param(min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9._-]{1,64}$")]
     pub client_id: Option<String>,
     /// Recorded at or after (RFC 3339).
     pub from: Option<DateTime<Utc>>,

@@ -87,7 +87,9 @@ pub enum Order {
 pub struct ListQuery {
     /// e.g. `decision`, `decision.resolution`, `client.created`, `client.updated`,
     /// `policy.version_created`, `policy.activated`, `client.limit_review`.
+    #[param(pattern = r"^[a-z._]{1,64}$")]
     pub kind: Option<String>,
+    #[param(min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9._-]{1,64}$")]
     pub client_id: Option<String>,
     /// Recorded at or after (RFC 3339).
     pub from: Option<DateTime<Utc>>,
@@ -97,6 +99,7 @@ pub struct ListQuery {
     #[param(inline)]
     pub order: Option<Order>,
     /// 1..500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }
@@ -154,7 +157,7 @@ pub async fn list_records(
 /// One audit record: for a decision, its full input snapshot, policy versions and trace.
 #[utoipa::path(
     get, path = "/v1/audit/records/{sequence}", tag = "audit",
-    params(("sequence" = i64, Path, description = "The record's place in the chain, from 1")),
+    params(("sequence" = i64, Path, minimum = 1, description = "The record's place in the chain, from 1")),
     responses(
         (status = 200, description = "The record", body = RecordView),
         (status = 404, description = "No such record", body = super::error::Problem, content_type = "application/problem+json"),
@@ -196,7 +199,7 @@ pub async fn verify(
 /// input snapshot, and reports `identical` or the exact differences. Nothing is written.
 #[utoipa::path(
     post, path = "/v1/audit/records/{sequence}/replay", tag = "audit",
-    params(("sequence" = i64, Path, description = "The sequence of a `decision` record")),
+    params(("sequence" = i64, Path, minimum = 1, description = "The sequence of a `decision` record")),
     responses(
         (status = 200, description = "The replay", body = Replay),
         (status = 404, description = "No such record", body = super::error::Problem, content_type = "application/problem+json"),
