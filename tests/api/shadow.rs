@@ -205,6 +205,20 @@ async fn a_stricter_draft_shadows_live_decisions(backend: Backend) {
         report.body["comparison"],
         serde_json::to_value(&expected).unwrap()
     );
+    // And the backtest endpoint itself, over the same decisions (all made during the run).
+    let backtested = post(
+        &app,
+        &format!("/v1/policies/deposit/versions/{draft}/backtest"),
+        &alice,
+        &json!({}),
+    )
+    .await;
+    assert_eq!(backtested.status, 200, "{}", backtested.text);
+    assert_eq!(backtested.body["replayed"], DECISIONS);
+    assert_eq!(
+        backtested.body["comparison"], report.body["comparison"],
+        "a shadow run reports what a backtest of the same traffic reports"
+    );
 
     // Changes page by page.
     let first = app
