@@ -27,8 +27,10 @@ pub struct BacktestInput {
     /// Decided before (RFC 3339).
     pub to: Option<DateTime<Utc>>,
     /// The most recent this many decisions of the period: 1..100000, default 100000.
+    #[schema(minimum = 1, maximum = 100_000)]
     pub limit: Option<i64>,
     /// Changed decisions listed per page: 1..1000, default 100.
+    #[schema(minimum = 1, maximum = 1_000)]
     pub changes_limit: Option<i64>,
     /// `next_cursor` of the previous page; send the same `from`, `to` and `limit` with it.
     /// The window stays the one of the first page even if decisions were made since.
@@ -61,8 +63,8 @@ struct Cursor {
 #[utoipa::path(
     post, path = "/v1/policies/{name}/versions/{version}/backtest", tag = "policies",
     params(
-        ("name" = String, Path, description = "The stage"),
-        ("version" = i32, Path, description = "The version to try"),
+        ("name" = String, Path, min_length = 1, max_length = 64, pattern = r"^[a-z0-9_]{1,64}$", description = "The stage"),
+        ("version" = i32, Path, minimum = 1, description = "The version to try"),
     ),
     request_body = BacktestInput,
     responses(
