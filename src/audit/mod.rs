@@ -95,6 +95,18 @@ impl Chain {
         header: Header,
         payload: String,
     ) -> Result<AuditRef, StoreError> {
+        self.append_keeping(conn, header, payload)
+            .map(|(appended, _)| appended)
+    }
+
+    /// [`Chain::append`] that hands the payload back once written, for a caller that still
+    /// needs it (the decision writer passes it on to shadow runs) without copying it first.
+    pub fn append_keeping(
+        &mut self,
+        conn: &mut AnyConnection,
+        header: Header,
+        payload: String,
+    ) -> Result<(AuditRef, String), StoreError> {
         let mut row = AuditRow {
             sequence: self.sequence + 1,
             kind: header.kind.to_owned(),
@@ -110,10 +122,13 @@ impl Chain {
         table::insert(conn, &row)?;
         self.sequence = row.sequence;
         self.hash.clone_from(&row.hash);
-        Ok(AuditRef {
-            sequence: row.sequence,
-            hash: row.hash,
-        })
+        Ok((
+            AuditRef {
+                sequence: row.sequence,
+                hash: row.hash,
+            },
+            row.payload,
+        ))
     }
 
     /// Moves the stored head to the last record appended.

@@ -203,7 +203,7 @@ fn write(conn: &mut AnyConnection, chain: &mut Chain, d: Draft) -> Result<Decide
         d.now,
         d.expires_at,
     )?;
-    let audit = chain.append(
+    let (audit, payload) = chain.append_keeping(
         conn,
         Header {
             kind: "decision",
@@ -211,7 +211,7 @@ fn write(conn: &mut AnyConnection, chain: &mut Chain, d: Draft) -> Result<Decide
             client_id: Some(d.request.client_id.to_string()),
             actor: d.actor.clone(),
         },
-        d.audit_payload.clone(),
+        d.audit_payload,
     )?;
     let decision = CreditDecision {
         decision_id: d.decision_id,
@@ -235,7 +235,7 @@ fn write(conn: &mut AnyConnection, chain: &mut Chain, d: Draft) -> Result<Decide
     Ok(Decided {
         decision,
         created: true,
-        payload: Some(d.audit_payload),
+        payload: Some(payload),
     })
 }
 

@@ -7,36 +7,12 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
+use crate::audit::replay::active_deposit;
 use crate::decisions::{ALL, Facts, decide, given, order, post};
 use crate::on_both_backends;
 use crate::support::{Answer, Backend, TestApp};
 
 const WRITER: &str = "policies:read policies:write audit:read";
-
-/// The active deposit version's source and its cases without those pinning the 20 %
-/// prospect deposit.
-async fn deposit(app: &TestApp) -> (String, Vec<Value>) {
-    let current = app.get("/v1/policies/deposit", &app.token(ALL)).await;
-    let active = current.body["active_version"].as_i64().unwrap();
-    let version = current.body["versions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["version"].as_i64() == Some(active))
-        .unwrap()
-        .clone();
-    let tests = version["tests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|case| {
-            let text = case.to_string();
-            !text.contains("PROSPECT") && !text.contains("is_prospect")
-        })
-        .cloned()
-        .collect();
-    (version["source"].as_str().unwrap().to_owned(), tests)
-}
 
 async fn submit(app: &TestApp, source: &str, tests: &[Value], supersedes: Option<Value>) -> Answer {
     let mut body = json!({"source": source, "description": "deposit change", "tests": tests});
@@ -79,7 +55,7 @@ async fn a_captured_decision_gates_versions_of_its_policies(backend: Backend) {
     let good_seq = good.body["audit"]["sequence"].as_i64().unwrap();
 
     // A 25 % prospect deposit drafted before the capture: its activation will be checked.
-    let (source, tests) = deposit(&app).await;
+    let (source, tests) = active_deposit(&app).await;
     let raised = source.replace("DEPOSIT_PROSPECT = 20", "DEPOSIT_PROSPECT = 25");
     assert_ne!(raised, source);
     let early = submit(&app, &raised, &tests, None).await;

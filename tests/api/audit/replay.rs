@@ -104,6 +104,32 @@ async fn raise_prospect_deposit(app: &TestApp) {
     assert_eq!(activated.status, 200, "{}", activated.text);
 }
 
+/// The active deposit version's source, and its cases without those pinning the 20 %
+/// prospect deposit (a version that changes it keeps the others).
+pub(crate) async fn active_deposit(app: &TestApp) -> (String, Vec<Value>) {
+    let current = app.get("/v1/policies/deposit", &app.token(ALL)).await;
+    let active = current.body["active_version"].as_i64().unwrap();
+    let version = current.body["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["version"].as_i64() == Some(active))
+        .unwrap()
+        .clone();
+    let tests: Vec<Value> = version["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|case| {
+            let text = case.to_string();
+            !text.contains("PROSPECT") && !text.contains("is_prospect")
+        })
+        .cloned()
+        .collect();
+    assert!(!tests.is_empty());
+    (version["source"].as_str().unwrap().to_owned(), tests)
+}
+
 /// A draft of deposit, written by alice, that asks prospects for `percent` % instead of the
 /// active version's 20 %; its number.
 pub(crate) async fn submit_prospect_deposit(app: &TestApp, percent: u32) -> i64 {
@@ -119,31 +145,8 @@ pub(crate) async fn submit_prospect_deposit(app: &TestApp, percent: u32) -> i64 
 /// submitted by alice; its number.
 pub(crate) async fn draft_deposit(app: &TestApp, change: &str, description: &str) -> i64 {
     let token = app.token_for("alice", "policies:read policies:write");
-    let current = app.get("/v1/policies/deposit", &token).await;
-    let active = current.body["active_version"].as_i64().unwrap();
-    let version = current.body["versions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["version"].as_i64() == Some(active))
-        .unwrap()
-        .clone();
-    let source = version["source"]
-        .as_str()
-        .unwrap()
-        .replace("DEPOSIT_PROSPECT = 20", change);
-    // The cases about the prospect deposit pin 20 %: the new version keeps the others.
-    let tests: Vec<Value> = version["tests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|case| {
-            let text = case.to_string();
-            !text.contains("PROSPECT") && !text.contains("is_prospect")
-        })
-        .cloned()
-        .collect();
-    assert!(!tests.is_empty());
+    let (source, tests) = active_deposit(app).await;
+    let source = source.replace("DEPOSIT_PROSPECT = 20", change);
     let body = json!({"source": source, "description": description, "tests": tests});
     let created = post(app, "/v1/policies/deposit/versions", &token, &body).await;
     assert_eq!(created.status, 201, "{}", created.text);
