@@ -49,16 +49,21 @@ pub struct Limits {
     pub timeout_ms: u64,
 }
 
+/// The defaults bound what a runaway stage costs, not what a policy may do: the shipped stages
+/// use 27 to 300 operations and arrays of a dozen entries. Growing an array or map re-measures
+/// it at each step (rhai), so its cost grows with the square of its size; with these bounds a
+/// looping, recursing or allocating stage stops in about 2 ms of CPU, and the wall-clock cap
+/// bounds the rest (see docs/reliability.md, the hostile-policy drill).
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_operations: 200_000,
+            max_operations: 50_000,
             max_call_levels: 32,
             max_expr_depth: 64,
             max_function_expr_depth: 32,
             max_string_size: 16 * 1024,
-            max_array_size: 10_000,
-            max_map_size: 10_000,
+            max_array_size: 1_000,
+            max_map_size: 1_000,
             max_effects: 256,
             timeout_ms: 50,
         }
