@@ -10,11 +10,12 @@
 #   - every hostile order is answered 201 `review` with a `POLICY_ERROR` reason naming the
 #     `review` stage: the sandbox stopped the script, nothing crashed, nothing was approved;
 #   - the decision rate for the rest stays within MAX_DROP % of its rate without the hostile
-#     orders (measured in the same run, the hostile version live in both, alternating phases:
-#     normal, hostile, normal, hostile);
+#     orders (measured in the same run, the hostile version live in both, alternating phases
+#     normal, hostile, …: the medians are compared, so one phase disturbed by the machine does
+#     not decide);
 #   - the server's memory stays bounded: its peak resident size while hostile orders run is
-#     within MEM_SLACK_MB of its peak without them, and does not grow from one hostile phase
-#     to the next;
+#     within MEM_SLACK_MB of its peak without them, and does not grow by more than that from
+#     the first hostile phase to the last;
 #   - the audit chain verifies and holds every decision.
 # It then sends each kind of hostile order alone, and a normal client's order alone, to show
 # what one costs the server (CPU per order).
@@ -22,8 +23,9 @@
 # load generator share the machine's cores, so the rates are relative, not absolute.
 #
 # Settings (environment):
-#   DURATION=10          seconds of each phase (five phases: baseline with the shipped policies,
-#                        then normal / hostile / normal / hostile with the hostile version live)
+#   DURATION=8           seconds of each phase: a baseline with the shipped policies, then
+#                        PAIRS pairs of phases normal / hostile with the hostile version live
+#   PAIRS=3              pairs of phases; their medians are compared
 #   CLIENTS=200          normal clients, picked round robin by the closed loop
 #   CONNECTIONS=32       keep-alive connections of the normal closed loop
 #   HOSTILE_RATE=20      hostile orders a second (open loop, spread over the hostile clients)
@@ -35,7 +37,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-DURATION=${DURATION:-10}
+DURATION=${DURATION:-8}
+PAIRS=${PAIRS:-3}
 CLIENTS=${CLIENTS:-200}
 CONNECTIONS=${CONNECTIONS:-32}
 HOSTILE_RATE=${HOSTILE_RATE:-20}
@@ -145,10 +148,10 @@ version=$(api POST /v1/policies/review/versions "$body" "$AUTHOR" | jq -r .versi
 api POST "/v1/policies/review/versions/$version/activate" '{}' "$CHECKER" >/dev/null
 echo "   review version $version is live" >&2
 
-phase normal-1 0
-phase hostile-1 1
-phase normal-2 0
-phase hostile-2 1
+for i in $(seq "$PAIRS"); do
+    phase "normal-$i" 0
+    phase "hostile-$i" 1
+done
 
 # What one hostile order costs the server, kind by kind, with nothing else running, next to an
 # order of a normal client at the same concurrency (2 orders in flight, so the writer commits
@@ -192,19 +195,21 @@ decided=$(jq -s '[.[].statuses["201"] // 0] | add' "$WORK"/*.json)
 
 # The verdicts.
 rate() { jq -r .rate "$WORK/$1.json"; }
-normal=$(awk -v a="$(rate normal-1)" -v b="$(rate normal-2)" 'BEGIN { print (a + b) / 2 }')
-hostile=$(awk -v a="$(rate hostile-1)" -v b="$(rate hostile-2)" 'BEGIN { print (a + b) / 2 }')
+median() { sort -g | awk '{ v[NR] = $1 } END { print NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+each() { for i in $(seq "$PAIRS"); do "$2" "$1-$i"; done; }
+normal=$(each normal rate | median)
+hostile=$(each hostile rate | median)
 drop=$(awk -v n="$normal" -v h="$hostile" 'BEGIN { printf "%.1f", 100 * (n - h) / n }')
 peak() { echo $(($(peak_kib "$WORK/rss-$1.txt") / 1024)); }
-peak_normal=$(($(peak normal-1) > $(peak normal-2) ? $(peak normal-1) : $(peak normal-2)))
-peak_hostile=$(($(peak hostile-1) > $(peak hostile-2) ? $(peak hostile-1) : $(peak hostile-2)))
+peak_normal=$(each normal peak | sort -n | tail -n 1)
+peak_hostile=$(each hostile peak | sort -n | tail -n 1)
 failures=()
 awk -v d="$drop" -v m="$MAX_DROP" 'BEGIN { exit !(d <= m) }' ||
     failures+=("the rate for the rest dropped by $drop %, more than $MAX_DROP %")
 ((peak_hostile <= peak_normal + MEM_SLACK_MB)) ||
     failures+=("peak RSS $peak_hostile MiB with hostile orders, $peak_normal MiB without: more than $MEM_SLACK_MB MiB apart")
-(($(peak hostile-2) <= $(peak hostile-1) + MEM_SLACK_MB)) ||
-    failures+=("peak RSS grew from $(peak hostile-1) to $(peak hostile-2) MiB between the hostile phases")
+(($(peak "hostile-$PAIRS") <= $(peak hostile-1) + MEM_SLACK_MB)) ||
+    failures+=("peak RSS grew from $(peak hostile-1) to $(peak "hostile-$PAIRS") MiB from the first hostile phase to the last")
 ((hostile_answered == sent && sent > 0)) ||
     failures+=("$sent hostile orders answered 201 but $hostile_answered decisions found")
 ((bad_hostile == 0)) || failures+=("$bad_hostile hostile decisions are not a review with POLICY_ERROR from the review stage")
@@ -233,12 +238,9 @@ clients on $CONNECTIONS connections (closed loop), 6 hostile clients at $HOSTILE
 
 phase        rest dec/s    hostile/s  CPU ms/dec   peak RSS MiB
 $(row baseline -)
-$(row normal-1 -)
-$(row hostile-1 "$(jq -r '.rate | floor' "$WORK/hostile-1-hostile.json")")
-$(row normal-2 -)
-$(row hostile-2 "$(jq -r '.rate | floor' "$WORK/hostile-2-hostile.json")")
+$(for i in $(seq "$PAIRS"); do row "normal-$i" -; row "hostile-$i" "$(jq -r '.rate | floor' "$WORK/hostile-$i-hostile.json")"; done)
 
-rate for the rest     $(printf '%.0f' "$normal")/s without hostile orders, $(printf '%.0f' "$hostile")/s with: drop $drop % (at most $MAX_DROP %)
+rate for the rest     $(printf '%.0f' "$normal")/s without hostile orders, $(printf '%.0f' "$hostile")/s with (medians): drop $drop % (at most $MAX_DROP %)
 hostile decisions     $hostile_answered answered, all review with POLICY_ERROR: $([[ $bad_hostile == 0 ]] && echo yes || echo "NO ($bad_hostile wrong)"); nothing reserved
                       e.g. $sample
 hostile cost          server CPU per order, alone on 2 connections: loop $(cpu_ms solo-LOOP) ms, recursion $(cpu_ms solo-REC) ms,
