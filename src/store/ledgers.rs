@@ -4,6 +4,7 @@
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use diesel::prelude::*;
 
+use super::prepared::{self, Update};
 use super::schema::clients;
 use super::{AnyConnection, StoreError, classify};
 use crate::domain::ledger::{Cover, Ledger};
@@ -164,27 +165,38 @@ pub fn save_reviewed(
     ledger: &Ledger,
     r: &Reviewed<'_>,
 ) -> Result<(), StoreError> {
-    let target = clients::table.find(client_id);
     let change = ledger_change(ledger, r.at);
     let review = (
         clients::credit_limit_minor.eq(r.credit_limit_minor),
         clients::status.eq(r.status.as_str()),
         clients::next_review_on.eq(r.next_review_on),
     );
+    // One UPDATE per client of every batch of events: prepared once (see `prepared`).
+    struct WithRisk;
+    struct KeepingRisk;
+    let target = clients::client_id.eq(client_id);
     match r.risk {
         Some(risk) => {
             let factors = serde_json::to_string(&risk.factors).map_err(StoreError::corrupt)?;
-            diesel::update(target)
-                .set((
-                    change,
-                    review,
-                    clients::risk_score.eq(Some(i64::from(risk.score))),
-                    clients::risk_band.eq(Some(risk.band.as_str())),
-                    clients::risk_factors.eq(Some(factors)),
-                ))
-                .execute(conn)
+            let values = (
+                change,
+                review,
+                clients::risk_score.eq(Some(i64::from(risk.score))),
+                clients::risk_band.eq(Some(risk.band.as_str())),
+                clients::risk_factors.eq(Some(factors)),
+            );
+            prepared::execute(
+                conn,
+                Update::<_, _, WithRisk>::new("clients", values, target),
+            )
         }
-        None => diesel::update(target).set((change, review)).execute(conn),
+        None => {
+            let values = (change, review);
+            prepared::execute(
+                conn,
+                Update::<_, _, KeepingRisk>::new("clients", values, target),
+            )
+        }
     }
     .map_err(classify)?;
     Ok(())

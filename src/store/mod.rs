@@ -27,6 +27,7 @@ pub mod invoices;
 pub mod ledgers;
 pub mod live;
 pub mod policies;
+pub mod prepared;
 pub mod reservations;
 mod schema;
 pub mod shadow;

@@ -24,8 +24,9 @@ use crate::store::reservations::{self, Settlement};
 use crate::store::{AnyConnection, clients, invoices, live};
 
 type Draft = (Option<String>, Result<EventDraft, Rejection>);
-/// An event ready to apply: itself, its normalised JSON and that JSON's sha256.
-type Ready = (ClientEvent, Value, String);
+/// An event ready to apply: itself, its normalised JSON, that JSON in canonical form (what the
+/// log stores) and its sha256.
+type Ready = (ClientEvent, Value, String, String);
 
 /// The state of one batch while its events are decided.
 struct Batch<'a> {
@@ -101,8 +102,9 @@ fn resolve(
     })?;
     let event = draft.clone().resolve(account.currency)?;
     let json = event.to_json();
-    let sha = hex::encode(Sha256::digest(canonical_json(&json).as_bytes()));
-    Ok((event, json, sha))
+    let canonical = canonical_json(&json);
+    let sha = hex::encode(Sha256::digest(canonical.as_bytes()));
+    Ok((event, json, canonical, sha))
 }
 
 impl<'a> Batch<'a> {
@@ -116,7 +118,7 @@ impl<'a> Batch<'a> {
         let events: Vec<&ClientEvent> = ready
             .iter()
             .filter_map(|r| r.as_ref().ok())
-            .map(|(e, _, _)| e)
+            .map(|(e, ..)| e)
             .collect();
         let ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
         let known = log::known(conn, &ids)?;
@@ -149,7 +151,7 @@ impl<'a> Batch<'a> {
     fn decide(
         &mut self,
         conn: &mut AnyConnection,
-        (event, json, sha): Ready,
+        (event, json, canonical, sha): Ready,
     ) -> Result<(EventStatus, Vec<Notice>), ServiceError> {
         let rejected = |r: Rejection| Ok((EventStatus::Rejected(r), Vec::new()));
         let earlier = self
@@ -215,7 +217,7 @@ impl<'a> Batch<'a> {
             received_at: self.now.naive_utc(),
             received_by: self.actor.to_owned(),
             body_sha256: sha.clone(),
-            body: canonical_json(&json),
+            body: canonical,
         });
         self.seen.insert(event.event_id, sha);
         self.touched.entry(client).or_default().push(json);
