@@ -61,7 +61,8 @@ TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 if [[ $SKIP_BUILD != 1 ]]; then
     say "building the release server and the load generator"
     cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" --bin encours
-    cargo build --release --quiet --manifest-path "$ROOT/tools/loadgen/Cargo.toml"
+    cargo build --release --quiet --manifest-path "$ROOT/tools/loadgen/Cargo.toml" \
+        --target-dir "$ROOT/tools/loadgen/target"
 fi
 ENCOURS=$TARGET/release/encours
 LOADGEN=$ROOT/tools/loadgen/target/release/loadgen
