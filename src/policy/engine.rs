@@ -22,6 +22,7 @@ use super::effects::{self, Recorded};
 use super::fast_paths;
 use super::money;
 use super::scorecard;
+use super::tables;
 
 /// Sandbox limits. One engine is built per distinct value of this struct and
 /// per thread, so it is meant to come from configuration and stay fixed.
@@ -178,6 +179,7 @@ pub(crate) fn build(limits: &Limits) -> Engine {
     engine.on_progress(check_deadline);
     money::register(&mut engine);
     scorecard::register(&mut engine);
+    tables::register(&mut engine);
     fast_paths::register(&mut engine);
     effects::register(&mut engine);
     engine
