@@ -176,7 +176,12 @@ pub(crate) fn build(limits: &Limits) -> Engine {
         .set_max_map_size(limits.max_map_size);
     engine.on_print(|text| log_line(text.to_owned()));
     engine.on_debug(|text, _source, pos| log_line(format!("{pos}: {text}")));
-    engine.on_progress(check_deadline);
+    // rhai calls this at every operation (about 12 instructions each, 2 % of
+    // a default run); without a wall-clock cap (replays, backtests, shadow
+    // runs) it would only ever answer "go on".
+    if limits.timeout_ms > 0 {
+        engine.on_progress(check_deadline);
+    }
     money::register(&mut engine);
     scorecard::register(&mut engine);
     tables::register(&mut engine);

@@ -149,23 +149,32 @@ fn an_empty_pipeline_is_not_an_approval() {
 
 #[test]
 fn inputs_are_read_only_and_stages_do_not_leak_variables() {
+    // Borrowed inputs are copied and marked read-only on push; owned ones
+    // were built read-only and are pushed unwalked: both must hold.
+    let engine = PolicyEngine::default();
+    let both = |sources: &[&str]| {
+        let stages = stages(&engine, sources);
+        let borrowed = engine.run(&stages, &request("1.00"));
+        let owned = engine.run_owned(&stages, request("1.00"));
+        assert_eq!(borrowed.outcome, owned.outcome, "{sources:?}");
+        owned
+    };
     for script in [
         "client.credit_limit = 1000000;",
         "client.alerts.negative = 0;",
         "request.amount += 1;",
         "client.risk.factors.push(1);",
+        "client.risk.factors.add_factor(\"X\", 1);",
+        "client.insurance.insured_amount = 0;",
         "decision.approved_amount = 1;",
     ] {
-        let r = run(&request("1.00"), &[script]);
+        let r = both(&[script]);
         assert_eq!(failure(&r).kind, StageErrorKind::Runtime, "{script}");
     }
-    let r = run(
-        &request("1.00"),
-        &[
-            "let seen = 1; let c = client; c.credit_limit = 0;",
-            "if is_def_var(\"seen\") || client.credit_limit != 50000 { decline(\"LEAK\", \"m\"); }",
-        ],
-    );
+    let r = both(&[
+        "let seen = 1; let c = client; c.credit_limit = 0; let e = client.exposure; e.total = 0;",
+        "if is_def_var(\"seen\") || client.credit_limit != 50000 || client.exposure.total == 0 { decline(\"LEAK\", \"m\"); }",
+    ]);
     assert_eq!(r.outcome, Outcome::Approved, "{r:#?}");
 }
 
