@@ -11,7 +11,7 @@
 //!   (exact, from its text: serde_json's `arbitrary_precision`), strings stay
 //!   strings, `null` is `()`.
 
-use rhai::{Array, Dynamic, ImmutableString, Map};
+use rhai::{Array, Dynamic, Map};
 use rust_decimal::Decimal;
 use serde_json::{Number, Value};
 
@@ -132,9 +132,7 @@ impl Baseline {
 #[derive(Debug, Clone)]
 pub struct PolicyInput {
     pub(crate) trigger: Trigger,
-    /// `request` or `event`, depending on the trigger. Both maps are
-    /// read-only at every level as built (a clone is not: rhai clones
-    /// read-write).
+    /// `request` or `event`, depending on the trigger.
     pub(crate) subject: Dynamic,
     pub(crate) client: Dynamic,
     pub(crate) baseline: Baseline,
@@ -191,8 +189,6 @@ fn object(name: &str, value: &Value) -> Result<Dynamic, InputError> {
     convert(value, false, 0).map_err(|e| e.within(name))
 }
 
-/// Converts `value`; what it returns is read-only throughout, as the scope's
-/// constants must be (see [`read_only`]).
 fn convert(value: &Value, money: bool, depth: usize) -> Result<Dynamic, InputError> {
     if depth > MAX_DEPTH {
         return Err(InputError::TooDeep {
@@ -200,23 +196,22 @@ fn convert(value: &Value, money: bool, depth: usize) -> Result<Dynamic, InputErr
         });
     }
     Ok(match value {
-        Value::Null => Dynamic::UNIT.into_read_only(),
+        Value::Null => Dynamic::UNIT,
         Value::Bool(b) if money => {
             return Err(InputError::InvalidMoney {
                 path: String::new(),
                 value: b.to_string(),
             });
         }
-        Value::Bool(b) => Dynamic::from_bool(*b).into_read_only(),
-        Value::Number(n) => number(n, money)?.into_read_only(),
+        Value::Bool(b) => Dynamic::from_bool(*b),
+        Value::Number(n) => number(n, money)?,
         Value::String(s) if money => {
             Dynamic::from_decimal(parse_money(s).ok_or_else(|| InputError::InvalidMoney {
                 path: String::new(),
                 value: format!("{s:?}"),
             })?)
-            .into_read_only()
         }
-        Value::String(s) => Dynamic::from(ImmutableString::from(s.as_str())).into_read_only(),
+        Value::String(s) => s.as_str().into(),
         Value::Array(items) => {
             let mut array = Array::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
@@ -224,11 +219,7 @@ fn convert(value: &Value, money: bool, depth: usize) -> Result<Dynamic, InputErr
                     convert(item, money, depth + 1).map_err(|e| e.within(&format!("[{i}]")))?,
                 );
             }
-            read_only(Dynamic::from_array(Array::new()), |slot| {
-                if let Some(mut empty) = slot.write_lock::<Array>() {
-                    *empty = array;
-                }
-            })
+            Dynamic::from_array(array)
         }
         Value::Object(fields) => {
             let mut items = Vec::with_capacity(fields.len());
@@ -242,25 +233,9 @@ fn convert(value: &Value, money: bool, depth: usize) -> Result<Dynamic, InputErr
             // Built in one go: JSON objects iterate in key order, which the
             // bulk build checks in one pass and then fills nodes left to
             // right, where inserting key by key shifts or searches each node.
-            let map = Map::from_iter(items);
-            read_only(Dynamic::from_map(Map::new()), |slot| {
-                if let Some(mut empty) = slot.write_lock::<Map>() {
-                    *empty = map;
-                }
-            })
+            Dynamic::from_map(Map::from_iter(items))
         }
     })
-}
-
-/// An array or map whose items are already read-only, made read-only
-/// without walking them again: rhai marks a value read-only recursively, so
-/// the container is marked while still empty, then `fill` moves the items
-/// in. Pushing the result onto the scope then needs no walk either (about
-/// 4 000 instructions a run; see `pipeline::push_read_only`).
-fn read_only(empty: Dynamic, fill: impl FnOnce(&mut Dynamic)) -> Dynamic {
-    let mut value = empty.into_read_only();
-    fill(&mut value);
-    value
 }
 
 fn number(n: &Number, money: bool) -> Result<Dynamic, InputError> {

@@ -92,8 +92,8 @@ pub(crate) fn run(
     let mut scope = Scope::with_capacity(SCOPE_CAPACITY);
     let mut input = input;
     let (subject, client) = input.maps();
-    push_read_only(&mut scope, input.trigger.subject_name(), subject);
-    push_read_only(&mut scope, "client", client);
+    scope.push_constant_dynamic(input.trigger.subject_name(), subject);
+    scope.push_constant_dynamic("client", client);
     scope.push_constant_dynamic(DECISION, Dynamic::from_map(composition.decision_map()));
     let base = scope.len();
     let mut trace = Vec::with_capacity(stages.len());
@@ -142,21 +142,6 @@ pub(crate) fn run(
         }
     }
     composition.finish(trace)
-}
-
-/// Pushes a constant. rhai's `push_constant_dynamic` marks the value
-/// read-only at every level, walking all of it; a value the input conversion
-/// built read-only throughout (its top says so: clones are read-write at
-/// every level) is put in place of a placeholder instead, unwalked.
-fn push_read_only(scope: &mut Scope<'static>, name: &'static str, value: Dynamic) {
-    if !value.is_read_only() {
-        scope.push_constant_dynamic(name, value);
-        return;
-    }
-    scope.push_dynamic(name, Dynamic::UNIT);
-    if let Some(slot) = scope.get_mut(name) {
-        *slot = value;
-    }
 }
 
 /// Rewrites the keys of `decision` that effects changed. The entry is the

@@ -149,8 +149,8 @@ fn an_empty_pipeline_is_not_an_approval() {
 
 #[test]
 fn inputs_are_read_only_and_stages_do_not_leak_variables() {
-    // Borrowed inputs are copied and marked read-only on push; owned ones
-    // were built read-only and are pushed unwalked: both must hold.
+    // Borrowed inputs are copied into the scope, owned ones moved there:
+    // read-only either way.
     let engine = PolicyEngine::default();
     let both = |sources: &[&str]| {
         let stages = stages(&engine, sources);
