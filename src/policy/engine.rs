@@ -178,8 +178,10 @@ pub(crate) fn build(limits: &Limits) -> Engine {
     engine.on_debug(|text, _source, pos| log_line(format!("{pos}: {text}")));
     // rhai calls this at every operation (about 12 instructions each, 2 % of
     // a default run); without a wall-clock cap (replays, backtests, shadow
-    // runs) it would only ever answer "go on".
-    if limits.timeout_ms > 0 {
+    // runs) it would only ever answer "go on". rhai counts operations (the
+    // trace's `operations`) only for its own limit or for this callback, so
+    // it stays when that limit is lifted.
+    if limits.timeout_ms > 0 || limits.max_operations == 0 {
         engine.on_progress(check_deadline);
     }
     money::register(&mut engine);

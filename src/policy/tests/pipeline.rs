@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use super::super::{Limits, Outcome, POLICY_ERROR, PolicyEngine, Stage, StageErrorKind, compile};
-use super::{d, failure, request, run, stages};
+use super::{d, failure, request, run, run_with, stages};
 
 #[test]
 fn money_in_a_policy_is_exact() {
@@ -285,6 +285,21 @@ fn the_trace_counts_operations_per_stage() {
     old.as_object_mut().unwrap().remove("operations");
     let back: super::super::StageTrace = serde_json::from_value(old).unwrap();
     assert_eq!(back.operations, 0);
+    // The same count with or without the wall-clock cap or the operation
+    // limit (the engine drops its progress callback when there is no cap).
+    for (max_operations, timeout_ms) in [(0, 0), (0, 50), (200_000, 0)] {
+        let limits = Limits {
+            max_operations,
+            timeout_ms,
+            ..Limits::default()
+        };
+        let again = run_with(
+            limits,
+            &request("1.00"),
+            &["let x = 0; for i in 0..100 { x += i; }"],
+        );
+        assert_eq!(again.trace[0].operations, ops[1], "{limits:?}");
+    }
 }
 
 #[test]
