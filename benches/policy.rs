@@ -11,6 +11,9 @@
 //! - `POLICY_BENCH_PROFILE=N`: N evaluations of the default pipeline for the
 //!   sound client (`POLICY_BENCH_CLIENT=risky`: the risky one), then exit
 //!   (for `valgrind --tool=callgrind`; see docs/benchmarks.md);
+//!   `POLICY_BENCH_TRIGGER=client_event`: the `client_event` pipeline
+//!   (scoring, on_event) on a batch of two events instead
+//!   (`POLICY_BENCH_BORROWED=1`: with a borrowed input, as reviews ran);
 //! - `POLICY_BENCH_HOSTILE=N`: runs each hostile script N times under several
 //!   limits and prints the time to stop and the overshoot past the cap.
 
@@ -19,7 +22,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode};
-use encours::policy::testing::{CREDIT_REQUEST_STAGES, client_view, minor_digits};
+use encours::policy::testing::{
+    CLIENT_EVENT_STAGES, CREDIT_REQUEST_STAGES, client_view, minor_digits,
+};
 use encours::policy::{
     Baseline, Limits, Outcome, PipelineResult, PolicyEngine, PolicyInput, Stage, load_dir,
 };
@@ -28,9 +33,14 @@ use serde_json::{Value, json};
 
 /// The default `credit_request` stages, compiled from policies/.
 fn default_stages(engine: &PolicyEngine) -> Vec<Stage> {
+    stages_of(engine, &CREDIT_REQUEST_STAGES)
+}
+
+/// The named default stages, compiled from policies/.
+fn stages_of(engine: &PolicyEngine, names: &[&str]) -> Vec<Stage> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("policies");
     let files = load_dir(&dir).expect("policies/ loads");
-    CREDIT_REQUEST_STAGES
+    names
         .iter()
         .map(|name| {
             let file = files
@@ -98,6 +108,44 @@ fn evaluate(
 ) -> PipelineResult {
     let input = policy_input(request, client);
     engine.run_owned(stages, input)
+}
+
+/// The last event of a batch as a client review sees it: a payment, then a
+/// cover cut (the review acts on the cover).
+fn event_batch() -> Value {
+    let payment = json!({
+        "event_id": "EV-1", "client_id": "CL-0001", "type": "payment_received",
+        "occurred_at": "2026-03-02T08:00:00Z", "amount": "4200.00",
+    });
+    let cover = json!({
+        "event_id": "EV-2", "client_id": "CL-0001", "type": "insurance_cover_changed",
+        "occurred_at": "2026-03-02T09:00:00Z", "insurer": "Allianz Trade",
+        "insured_amount": "30000.00", "valid_until": "2026-12-31",
+    });
+    let mut last = cover.clone();
+    last["batch"] = json!([payment, cover]);
+    last
+}
+
+/// One client review, as the service runs it after a batch of events.
+#[inline(never)]
+fn evaluate_event(
+    engine: &PolicyEngine,
+    stages: &[Stage],
+    event: &Value,
+    client: &Value,
+) -> PipelineResult {
+    let baseline = Baseline::client_event(amount(&client["credit_limit"]), 2);
+    let input = PolicyInput::client_event(event, client, baseline).expect("valid input");
+    if BORROWED.with(|b| *b) {
+        return engine.run(stages, &input);
+    }
+    engine.run_owned(stages, input)
+}
+
+thread_local! {
+    /// `POLICY_BENCH_BORROWED=1`: reviews as they ran before they moved their input.
+    static BORROWED: bool = std::env::var_os("POLICY_BENCH_BORROWED").is_some();
 }
 
 fn describe(label: &str, result: &PipelineResult) {
@@ -303,6 +351,29 @@ fn main() {
             Ok("risky") => risky_client(),
             _ => sound_client(),
         };
+        if std::env::var("POLICY_BENCH_TRIGGER").as_deref() == Ok("client_event") {
+            let stages = stages_of(&engine, &CLIENT_EVENT_STAGES);
+            let event = event_batch();
+            // Not asserted: under valgrind the first run (caches cold) may
+            // pass the wall-clock cap; the line shows what the runs did.
+            describe(
+                "client review",
+                &evaluate_event(&engine, &stages, &event, &client),
+            );
+            let mut last = None;
+            for _ in 0..n {
+                last = Some(black_box(evaluate_event(
+                    &engine,
+                    &stages,
+                    &event,
+                    black_box(&client),
+                )));
+            }
+            if let Some(result) = last {
+                describe("last client review", &result);
+            }
+            return;
+        }
         let request = request("12500.00", 60);
         for _ in 0..n {
             black_box(evaluate(&engine, &stages, &request, black_box(&client)));

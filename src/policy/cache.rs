@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::engine::position;
+use super::tables::share_tables;
 
 /// Sources above this size are refused before parsing.
 pub const MAX_SOURCE_BYTES: usize = 256 * 1024;
@@ -92,7 +93,7 @@ fn compile_hashed(
     })?;
     Ok(CompiledPolicy {
         sha256: sha256.into(),
-        ast: Arc::new(unread_constants_to_unit(ast)),
+        ast: Arc::new(share_tables(unread_constants_to_unit(ast))),
     })
 }
 

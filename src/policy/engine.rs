@@ -22,6 +22,7 @@ use super::effects::{self, Recorded};
 use super::fast_paths;
 use super::money;
 use super::scorecard;
+use super::tables;
 
 /// Sandbox limits. One engine is built per distinct value of this struct and
 /// per thread, so it is meant to come from configuration and stay fixed.
@@ -180,9 +181,17 @@ pub(crate) fn build(limits: &Limits) -> Engine {
         .set_max_map_size(limits.max_map_size);
     engine.on_print(|text| log_line(text.to_owned()));
     engine.on_debug(|text, _source, pos| log_line(format!("{pos}: {text}")));
-    engine.on_progress(check_deadline);
+    // rhai calls this at every operation (about 12 instructions each, 2 % of
+    // a default run); without a wall-clock cap (replays, backtests, shadow
+    // runs) it would only ever answer "go on". rhai counts operations (the
+    // trace's `operations`) only for its own limit or for this callback, so
+    // it stays when that limit is lifted.
+    if limits.timeout_ms > 0 || limits.max_operations == 0 {
+        engine.on_progress(check_deadline);
+    }
     money::register(&mut engine);
     scorecard::register(&mut engine);
+    tables::register(&mut engine);
     fast_paths::register(&mut engine);
     effects::register(&mut engine);
     engine

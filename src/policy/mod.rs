@@ -48,6 +48,7 @@ mod input;
 mod money;
 mod pipeline;
 mod scorecard;
+mod tables;
 pub mod testing;
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use std::cmp::Ordering;
 use rhai::{Array, Dynamic, Engine, EvalAltResult, FuncRegistration, INT, ImmutableString, Map};
 
 use super::money::decimal_of;
+use super::tables::SharedTable;
 
 pub(crate) fn register(engine: &mut Engine) {
     engine.register_fn("points_from", |value: Dynamic, table: Array| {
@@ -26,6 +27,13 @@ pub(crate) fn register(engine: &mut Engine) {
     });
     engine.register_fn("points_under", |value: Dynamic, table: Array| {
         lookup("points_under", "under", &value, &table, Ordering::is_lt)
+    });
+    // The same on a literal table shared at compile time (see `tables`).
+    engine.register_fn("points_from", |value: Dynamic, table: SharedTable| {
+        lookup("points_from", "from", &value, &table.0, Ordering::is_ge)
+    });
+    engine.register_fn("points_under", |value: Dynamic, table: SharedTable| {
+        lookup("points_under", "under", &value, &table.0, Ordering::is_lt)
     });
     // Not pure: it changes its array, so rhai must refuse it on a constant
     // (`client.risk.factors`), as it refuses `push`.

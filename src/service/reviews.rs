@@ -189,7 +189,7 @@ pub(crate) fn run(
     let baseline = Baseline::client_event(Some(client.credit_limit.to_decimal()), digits);
     let input = PolicyInput::client_event(&event, &view, baseline)
         .map_err(|e| ServiceError::Internal(format!("policy input: {e}")))?;
-    let result = registry.engine().run(stages, &input);
+    let result = registry.engine().run_owned(stages, input);
     Ok(Run {
         event,
         view,

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use super::super::{Limits, Outcome, POLICY_ERROR, PolicyEngine, Stage, StageErrorKind, compile};
-use super::{d, failure, request, run, stages};
+use super::{d, failure, request, run, run_with, stages};
 
 #[test]
 fn money_in_a_policy_is_exact() {
@@ -149,23 +149,32 @@ fn an_empty_pipeline_is_not_an_approval() {
 
 #[test]
 fn inputs_are_read_only_and_stages_do_not_leak_variables() {
+    // Borrowed inputs are copied into the scope, owned ones moved there:
+    // read-only either way.
+    let engine = PolicyEngine::default();
+    let both = |sources: &[&str]| {
+        let stages = stages(&engine, sources);
+        let borrowed = engine.run(&stages, &request("1.00"));
+        let owned = engine.run_owned(&stages, request("1.00"));
+        assert_eq!(borrowed.outcome, owned.outcome, "{sources:?}");
+        owned
+    };
     for script in [
         "client.credit_limit = 1000000;",
         "client.alerts.negative = 0;",
         "request.amount += 1;",
         "client.risk.factors.push(1);",
+        "client.risk.factors.add_factor(\"X\", 1);",
+        "client.insurance.insured_amount = 0;",
         "decision.approved_amount = 1;",
     ] {
-        let r = run(&request("1.00"), &[script]);
+        let r = both(&[script]);
         assert_eq!(failure(&r).kind, StageErrorKind::Runtime, "{script}");
     }
-    let r = run(
-        &request("1.00"),
-        &[
-            "let seen = 1; let c = client; c.credit_limit = 0;",
-            "if is_def_var(\"seen\") || client.credit_limit != 50000 { decline(\"LEAK\", \"m\"); }",
-        ],
-    );
+    let r = both(&[
+        "let seen = 1; let c = client; c.credit_limit = 0; let e = client.exposure; e.total = 0;",
+        "if is_def_var(\"seen\") || client.credit_limit != 50000 || client.exposure.total == 0 { decline(\"LEAK\", \"m\"); }",
+    ]);
     assert_eq!(r.outcome, Outcome::Approved, "{r:#?}");
 }
 
@@ -276,6 +285,21 @@ fn the_trace_counts_operations_per_stage() {
     old.as_object_mut().unwrap().remove("operations");
     let back: super::super::StageTrace = serde_json::from_value(old).unwrap();
     assert_eq!(back.operations, 0);
+    // The same count with or without the wall-clock cap or the operation
+    // limit (the engine drops its progress callback when there is no cap).
+    for (max_operations, timeout_ms) in [(0, 0), (0, 50), (200_000, 0)] {
+        let limits = Limits {
+            max_operations,
+            timeout_ms,
+            ..Limits::default()
+        };
+        let again = run_with(
+            limits,
+            &request("1.00"),
+            &["let x = 0; for i in 0..100 { x += i; }"],
+        );
+        assert_eq!(again.trace[0].operations, ops[1], "{limits:?}");
+    }
 }
 
 #[test]
