@@ -164,19 +164,25 @@ pub fn find_at(
     with_read_time(conn, row, now)
 }
 
-/// [`find_at`] for several clients at once, in four queries whatever their number (the
-/// clients of a batch of events); those that do not exist are left out.
-pub fn find_many_at(
+/// The clients of a batch of events as their reviews read them, in four queries whatever
+/// their number; those that do not exist are left out.
+pub fn find_many_for_review(
     conn: &mut AnyConnection,
     ids: &[&str],
     now: DateTime<Utc>,
-) -> Result<Vec<Client>, StoreError> {
+) -> Result<Vec<(Client, live::Reviewing)>, StoreError> {
     let rows: Vec<ClientRow> = clients::table
         .filter(clients::client_id.eq_any(ids))
         .select(ClientRow::as_select())
         .load(conn)
         .map_err(classify)?;
-    with_read_times(conn, rows, now)
+    let mut reviewing = live::for_reviews(conn, ids, now)?;
+    rows.into_iter()
+        .map(|r| {
+            let extra = reviewing.remove(&r.client_id).unwrap_or_default();
+            Ok((r.into_client(&extra.read)?, extra))
+        })
+        .collect()
 }
 
 fn with_read_time(

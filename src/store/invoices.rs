@@ -196,27 +196,6 @@ pub fn open_due_dates(
     Ok(dates.into_iter().flatten().collect())
 }
 
-/// Due dates of the open invoices of several clients, by client, in one query.
-pub fn open_due_dates_many(
-    conn: &mut AnyConnection,
-    client_ids: &[&str],
-) -> Result<HashMap<String, Vec<NaiveDate>>, StoreError> {
-    let rows: Vec<(String, Option<NaiveDate>)> = invoices::table
-        .filter(invoices::client_id.eq_any(client_ids))
-        .filter(invoices::open_minor.gt(0))
-        .select((invoices::client_id, invoices::due_on))
-        .distinct()
-        .load(conn)
-        .map_err(classify)?;
-    let mut by_client: HashMap<String, Vec<NaiveDate>> = HashMap::new();
-    for (client, due) in rows {
-        if let Some(due) = due {
-            by_client.entry(client).or_default().push(due);
-        }
-    }
-    Ok(by_client)
-}
-
 /// Σ amount of the invoices each client issued on or after `since` (credit sales, for DSO).
 pub fn issued_since_by_client(
     conn: &mut AnyConnection,

@@ -132,3 +132,48 @@ pub fn recent_alerts(
         .map(|(c, negative, at)| (c, negative, at.and_utc()))
         .collect())
 }
+
+/// What a limit review reads of a client beyond its row: its read-time figures, the due dates
+/// of its open invoices and when its recent alerts occurred (the days time alone will change
+/// its risk).
+#[derive(Clone, Debug, Default)]
+pub struct Reviewing {
+    pub read: ReadTime,
+    pub open_due_dates: Vec<NaiveDate>,
+    pub recent_alerts: Vec<DateTime<Utc>>,
+}
+
+/// [`Reviewing`] for the clients of a batch of events, in three queries whatever their number:
+/// one pass over their open invoices gives both the due dates and the overdue figures, one over
+/// their recent alerts both the counts and the dates (each used to be read twice).
+pub fn for_reviews(
+    conn: &mut AnyConnection,
+    client_ids: &[&str],
+    now: DateTime<Utc>,
+) -> Result<HashMap<String, Reviewing>, StoreError> {
+    let mut out: HashMap<String, Reviewing> = HashMap::with_capacity(client_ids.len());
+    for (client, minor) in reservations::reserved_by_client(conn, client_ids, now.naive_utc())? {
+        out.entry(client).or_default().read.reserved_minor = minor;
+    }
+    let today = now.date_naive();
+    let open: Vec<(String, Option<NaiveDate>, i64)> = invoices::table
+        .filter(invoices::client_id.eq_any(client_ids))
+        .filter(invoices::open_minor.gt(0))
+        .select((invoices::client_id, invoices::due_on, invoices::open_minor))
+        .load(conn)
+        .map_err(classify)?;
+    for (client, due_on, open_minor) in open {
+        let Some(due_on) = due_on else { continue };
+        let entry = out.entry(client).or_default();
+        entry.open_due_dates.push(due_on);
+        if due_on < today {
+            entry.read.add_overdue(due_on, open_minor);
+        }
+    }
+    for (client, negative, at) in recent_alerts(conn, client_ids, now)? {
+        let entry = out.entry(client).or_default();
+        entry.read.add_alert(negative);
+        entry.recent_alerts.push(at);
+    }
+    Ok(out)
+}

@@ -292,28 +292,24 @@ impl<'a> Batch<'a> {
         }
         let active = registry.active(conn)?;
         let ids: Vec<&str> = self.touched.keys().map(String::as_str).collect();
-        let mut read: HashMap<String, Client> = clients::find_many_at(conn, &ids, self.now)?
-            .into_iter()
-            .map(|c| (c.client_id.to_string(), c))
-            .collect();
-        let mut due = invoices::open_due_dates_many(conn, &ids)?;
-        let mut alerts: HashMap<String, Vec<DateTime<Utc>>> = HashMap::new();
-        for (client, _, at) in live::recent_alerts(conn, &ids, self.now)? {
-            alerts.entry(client).or_default().push(at);
-        }
+        let mut read: HashMap<String, (Client, live::Reviewing)> =
+            clients::find_many_for_review(conn, &ids, self.now)?
+                .into_iter()
+                .map(|(c, extra)| (c.client_id.to_string(), (c, extra)))
+                .collect();
         let mut reviews = Vec::new();
         for (client, events) in &self.touched {
             let Some(account) = self.accounts.get(client) else {
                 continue;
             };
-            let mut c = read.remove(client).ok_or_else(|| ServiceError::NotFound {
+            let (mut c, extra) = read.remove(client).ok_or_else(|| ServiceError::NotFound {
                 what: format!("client `{client}`"),
             })?;
             with_ledger(&mut c, &account.ledger, self.now);
             let r = reviews::Read {
                 client: c,
-                open_due_dates: due.remove(client).unwrap_or_default(),
-                recent_alerts: alerts.remove(client).unwrap_or_default(),
+                open_due_dates: extra.open_due_dates,
+                recent_alerts: extra.recent_alerts,
                 ledger: Some(&account.ledger),
             };
             let cause = Cause::Events(events);
