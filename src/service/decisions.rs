@@ -28,6 +28,8 @@ use crate::store::{AnyConnection, Store, write_tx_retrying};
 #[derive(Debug)]
 pub struct Decided {
     pub decision: CreditDecision,
+    /// `decision` in JSON exactly as stored: the answer's body, so it is not serialised twice.
+    pub answer: String,
     pub created: bool,
     /// The audit payload of a decision made now, for the shadow runs (taken by the writer).
     pub(crate) payload: Option<String>,
@@ -225,7 +227,7 @@ fn write(conn: &mut AnyConnection, chain: &mut Chain, d: Draft) -> Result<Decide
         decided_by: d.actor,
         audit,
     };
-    store_decision(
+    let answer = store_decision(
         conn,
         &decision,
         &d.sha,
@@ -234,6 +236,7 @@ fn write(conn: &mut AnyConnection, chain: &mut Chain, d: Draft) -> Result<Decide
     )?;
     Ok(Decided {
         decision,
+        answer,
         created: true,
         payload: Some(payload),
     })
@@ -248,6 +251,7 @@ fn replay(row: DecisionRow, sha: &str) -> Result<Decided, ServiceError> {
     }
     Ok(Decided {
         decision: parse_answer(&row)?,
+        answer: row.answer,
         created: false,
         payload: None,
     })
@@ -353,33 +357,32 @@ fn create_prospect(
     Ok(())
 }
 
+/// Stores the decision; returns its JSON answer as stored.
 fn store_decision(
     conn: &mut AnyConnection,
     decision: &CreditDecision,
     sha: &str,
     channel: &str,
     approved_minor: i64,
-) -> Result<(), ServiceError> {
+) -> Result<String, ServiceError> {
     let answer =
         serde_json::to_string(decision).map_err(|e| ServiceError::Internal(e.to_string()))?;
-    table::insert(
-        conn,
-        &DecisionRow {
-            decision_id: decision.decision_id.clone(),
-            request_id: decision.request_id.clone(),
-            request_sha256: sha.to_owned(),
-            client_id: decision.client_id.clone(),
-            outcome: decision.terms.outcome.clone(),
-            channel: channel.to_owned(),
-            approved_minor,
-            decided_at: decision.decided_at.naive_utc(),
-            resolves: decision.resolves.clone(),
-            actor: decision.decided_by.clone(),
-            answer,
-            audit_sequence: decision.audit.sequence,
-        },
-    )?;
-    Ok(())
+    let row = DecisionRow {
+        decision_id: decision.decision_id.clone(),
+        request_id: decision.request_id.clone(),
+        request_sha256: sha.to_owned(),
+        client_id: decision.client_id.clone(),
+        outcome: decision.terms.outcome.clone(),
+        channel: channel.to_owned(),
+        approved_minor,
+        decided_at: decision.decided_at.naive_utc(),
+        resolves: decision.resolves.clone(),
+        actor: decision.decided_by.clone(),
+        answer,
+        audit_sequence: decision.audit.sequence,
+    };
+    table::insert(conn, &row)?;
+    Ok(row.answer)
 }
 
 /// A decision with what became of it, for readers.

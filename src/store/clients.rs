@@ -155,12 +155,12 @@ pub fn find_at(
     id: &ClientId,
     now: DateTime<Utc>,
 ) -> Result<Option<Client>, StoreError> {
-    let row = clients::table
+    let row = per_backend!(conn, |c| clients::table
         .find(id.as_str())
         .select(ClientRow::as_select())
-        .get_result(conn)
-        .optional()
-        .map_err(classify)?;
+        .get_result(c)
+        .optional())
+    .map_err(classify)?;
     with_read_time(conn, row, now)
 }
 

@@ -58,7 +58,8 @@ pub fn for_clients(
 }
 
 /// One client's figures: the same three queries by `=`, whose statements SQLite keeps
-/// prepared (an `IN` list is parsed anew each time); this is the decision path's read.
+/// prepared (an `IN` list is parsed anew each time); this is the decision path's read, so
+/// they run on the concrete connection (see the `store` module).
 pub fn for_client(
     conn: &mut AnyConnection,
     client_id: &str,
@@ -68,24 +69,25 @@ pub fn for_client(
         reserved_minor: reservations::reserved_minor(conn, client_id, now.naive_utc())?,
         ..ReadTime::default()
     };
-    let overdue: Vec<(Option<NaiveDate>, i64)> = invoices::table
+    let overdue: Vec<(Option<NaiveDate>, i64)> = per_backend!(conn, |c| invoices::table
         .filter(invoices::client_id.eq(client_id))
         .filter(invoices::open_minor.gt(0))
         .filter(invoices::due_on.lt(now.date_naive()))
         .select((invoices::due_on, invoices::open_minor))
-        .load(conn)
-        .map_err(classify)?;
+        .load(c))
+    .map_err(classify)?;
     for (due_on, open) in overdue {
         if let Some(due_on) = due_on {
             read.add_overdue(due_on, open);
         }
     }
-    let alerts: Vec<bool> = sales_alerts::table
+    let since = recent_alerts_since(now).naive_utc();
+    let alerts: Vec<bool> = per_backend!(conn, |c| sales_alerts::table
         .filter(sales_alerts::client_id.eq(client_id))
-        .filter(sales_alerts::occurred_at.gt(recent_alerts_since(now).naive_utc()))
+        .filter(sales_alerts::occurred_at.gt(since))
         .select(sales_alerts::negative)
-        .load(conn)
-        .map_err(classify)?;
+        .load(c))
+    .map_err(classify)?;
     for negative in alerts {
         read.add_alert(negative);
     }

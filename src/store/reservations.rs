@@ -50,10 +50,10 @@ impl ReservationRow {
 }
 
 pub fn insert(conn: &mut AnyConnection, row: &ReservationRow) -> Result<(), StoreError> {
-    diesel::insert_into(reservations::table)
+    per_backend!(conn, |c| diesel::insert_into(reservations::table)
         .values(row)
-        .execute(conn)
-        .map_err(classify)?;
+        .execute(c))
+    .map_err(classify)?;
     Ok(())
 }
 
@@ -122,13 +122,13 @@ pub fn reserved_minor(
     client_id: &str,
     now: NaiveDateTime,
 ) -> Result<i64, StoreError> {
-    let amounts: Vec<i64> = reservations::table
+    let amounts: Vec<i64> = per_backend!(conn, |c| reservations::table
         .filter(reservations::client_id.eq(client_id))
         .filter(reservations::status.eq("active"))
         .filter(reservations::expires_at.gt(now))
         .select(reservations::amount_minor)
-        .load(conn)
-        .map_err(classify)?;
+        .load(c))
+    .map_err(classify)?;
     Ok(amounts.iter().sum())
 }
 
