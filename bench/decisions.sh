@@ -54,13 +54,18 @@ done
 # The server's defaults, not whatever this shell exports: no ENCOURS_* setting leaks in.
 while IFS= read -r name; do unset "$name"; done < <(compgen -e | grep '^ENCOURS_' || true)
 
+# The server in the crate's target directory (CARGO_TARGET_DIR when set), the load generator
+# in its own (a separate crate).
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+LOADGEN_TARGET=$ROOT/tools/loadgen/target
 if [[ $SKIP_BUILD != 1 ]]; then
     say "building the release server and the load generator"
-    cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml"
-    cargo build --release --quiet --manifest-path "$ROOT/tools/loadgen/Cargo.toml"
+    cargo build --release --quiet --bin encours --manifest-path "$ROOT/Cargo.toml"
+    cargo build --release --quiet --manifest-path "$ROOT/tools/loadgen/Cargo.toml" \
+        --target-dir "$LOADGEN_TARGET"
 fi
-ENCOURS=$ROOT/target/release/encours
-LOADGEN=$ROOT/tools/loadgen/target/release/loadgen
+ENCOURS=$TARGET/release/encours
+LOADGEN=$LOADGEN_TARGET/release/loadgen
 [[ -x $ENCOURS && -x $LOADGEN ]] || die "binaries missing (run without SKIP_BUILD=1)"
 
 # The server, its clients and the helpers every load benchmark shares.

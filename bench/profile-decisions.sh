@@ -15,7 +15,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WORK=${1:?usage: bench/profile-decisions.sh DIRECTORY_KEPT_BY_bench/decisions.sh}
 DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-64}
-ENCOURS=$ROOT/target/release/encours
+ENCOURS=${CARGO_TARGET_DIR:-$ROOT/target}/release/encours
 LOADGEN=$ROOT/tools/loadgen/target/release/loadgen
 for f in "$WORK/encours.db" "$WORK/clients.txt" "$ENCOURS" "$LOADGEN"; do
     [[ -e $f ]] || { echo "profile: $f is missing" >&2; exit 1; }

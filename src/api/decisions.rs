@@ -1,5 +1,6 @@
 //! `/v1/credit-decisions`: decide, read, list, and resolve what was referred to review.
 
+use actix_web::http::header::ContentType;
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Duration, Utc};
 use rust_decimal::Decimal;
@@ -54,11 +55,15 @@ pub async fn decide(
         auth.actor(),
     )
     .await?;
-    Ok(if decided.created {
-        HttpResponse::Created().json(decided.decision)
+    // The answer as stored (what a retry is answered too), not serialised a second time.
+    let mut answer = if decided.created {
+        HttpResponse::Created()
     } else {
-        HttpResponse::Ok().json(decided.decision)
-    })
+        HttpResponse::Ok()
+    };
+    Ok(answer
+        .content_type(ContentType::json())
+        .body(decided.answer))
 }
 
 /// A decision as answered, and what became of it.

@@ -181,7 +181,8 @@ pub struct ClientProfile {
 }
 
 /// The stored client with its live state, exact to the minor unit.
-/// `PartialEq` lets the decision writer tell whether the state a decision relied on still holds.
+/// (The decision writer checks that a draft still holds by the client's version, see
+/// `store::clients::Stamp`, not by comparing `Client` values.)
 #[derive(Clone, Debug, PartialEq)]
 pub struct Client {
     pub client_id: ClientId,

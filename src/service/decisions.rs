@@ -12,13 +12,13 @@ use super::ServiceError;
 use super::answer::{CreditDecision, DecisionTerms, Deposit, ReasonView};
 use super::clients::profile_json;
 use super::committer::DecisionWriter;
-use super::evaluate::{Read, client_for, run_pipeline};
+use super::evaluate::{Read, client_for, run_pipeline, stamped_client_for};
 use super::policies::PolicyRegistry;
 use super::reviews::risk_of;
 use crate::audit::{self, Chain, Entry, Header, canonical_json};
 use crate::domain::{Client, ClientProfile, ClientStatus, CreditRequest, Money, Risk};
 use crate::policy::Trigger;
-use crate::store::clients as client_table;
+use crate::store::clients::{self as client_table, Stamp};
 use crate::store::decisions::{self as table, DecisionRow, ResolutionRow};
 use crate::store::ledgers::{self, Reviewed};
 use crate::store::reservations::{self, ReservationRow};
@@ -28,6 +28,8 @@ use crate::store::{AnyConnection, Store, write_tx_retrying};
 #[derive(Debug)]
 pub struct Decided {
     pub decision: CreditDecision,
+    /// `decision` in JSON exactly as stored: the answer's body, so it is not serialised twice.
+    pub answer: String,
     pub created: bool,
     /// The audit payload of a decision made now, for the shadow runs (taken by the writer).
     pub(crate) payload: Option<String>,
@@ -53,9 +55,11 @@ pub async fn decide(
                 return replay(row, &sha).map(|d| Prepared::Answered(Box::new(d)));
             }
             let now = Utc::now().trunc_subsecs(6);
-            let client = client_for(conn, &request, now, Read::Unlocked)?;
-            draft(conn, &registry, ttl, request, sha, actor, client, now)
-                .map(|d| Prepared::Draft(Box::new(d)))
+            let (client, stamp) = stamped_client_for(conn, &request, now)?;
+            draft(
+                conn, &registry, ttl, request, sha, actor, client, now, stamp,
+            )
+            .map(|d| Prepared::Draft(Box::new(d)))
         })
         .await?;
     match prepared {
@@ -81,6 +85,9 @@ pub(crate) struct Draft {
     /// The client as the policies saw it, and whether it is a prospect met now.
     client: Client,
     is_new: bool,
+    /// What that view of a stored client rests on; `None` for a prospect and for a draft made
+    /// by the writer itself.
+    stamp: Option<Stamp>,
     /// The risk the scoring stage gave, kept on a prospect created by this decision.
     risk: Option<Risk>,
     /// The policy generation the stages came from.
@@ -104,6 +111,7 @@ fn draft(
     actor: String,
     (client, is_new): (Client, bool),
     now: DateTime<Utc>,
+    stamp: Option<Stamp>,
 ) -> Result<Draft, ServiceError> {
     let active = registry.active(conn)?;
     let evaluation = run_pipeline(
@@ -134,6 +142,7 @@ fn draft(
         now,
         client: evaluation.client,
         is_new,
+        stamp,
         risk: risk_of(&evaluation.result),
         generation: active.generation,
         terms,
@@ -147,6 +156,9 @@ fn draft(
 /// Writes `draft` inside the writer's transaction when what it relied on still holds — the
 /// request not decided meanwhile, the client's state and the policy generation unchanged —
 /// and otherwise decides again on the state as it is now. A retry is answered from the record.
+/// The client's state is checked by its version (locked on PostgreSQL) and the instant its
+/// read figures would change by time, not by reading the client again: one query instead of
+/// four, and no row to decode.
 pub(crate) fn commit_in_tx(
     conn: &mut AnyConnection,
     chain: &mut Chain,
@@ -159,12 +171,16 @@ pub(crate) fn commit_in_tx(
         return replay(row, &draft.sha);
     }
     let now = Utc::now().trunc_subsecs(6);
-    let current = client_for(conn, &draft.request, now, Read::Locked)?;
     let holds = !draft.is_new
-        && !current.1
-        && current.0 == draft.client
         && draft.generation == generation
-        && draft.now.date_naive() == now.date_naive();
+        && draft.now.date_naive() == now.date_naive()
+        && match draft.stamp {
+            Some(stamp) => stamp.holds(
+                client_table::lock_version(conn, &draft.request.client_id)?,
+                now,
+            ),
+            None => false,
+        };
     let draft = if holds {
         draft
     } else {
@@ -174,7 +190,8 @@ pub(crate) fn commit_in_tx(
             actor,
             ..
         } = draft;
-        self::draft(conn, registry, ttl, request, sha, actor, current, now)?
+        let current = client_for(conn, &request, now, Read::Locked)?;
+        self::draft(conn, registry, ttl, request, sha, actor, current, now, None)?
     };
     write(conn, chain, draft)
 }
@@ -225,7 +242,7 @@ fn write(conn: &mut AnyConnection, chain: &mut Chain, d: Draft) -> Result<Decide
         decided_by: d.actor,
         audit,
     };
-    store_decision(
+    let answer = store_decision(
         conn,
         &decision,
         &d.sha,
@@ -234,6 +251,7 @@ fn write(conn: &mut AnyConnection, chain: &mut Chain, d: Draft) -> Result<Decide
     )?;
     Ok(Decided {
         decision,
+        answer,
         created: true,
         payload: Some(payload),
     })
@@ -248,6 +266,7 @@ fn replay(row: DecisionRow, sha: &str) -> Result<Decided, ServiceError> {
     }
     Ok(Decided {
         decision: parse_answer(&row)?,
+        answer: row.answer,
         created: false,
         payload: None,
     })
@@ -353,33 +372,32 @@ fn create_prospect(
     Ok(())
 }
 
+/// Stores the decision; returns its JSON answer as stored.
 fn store_decision(
     conn: &mut AnyConnection,
     decision: &CreditDecision,
     sha: &str,
     channel: &str,
     approved_minor: i64,
-) -> Result<(), ServiceError> {
+) -> Result<String, ServiceError> {
     let answer =
         serde_json::to_string(decision).map_err(|e| ServiceError::Internal(e.to_string()))?;
-    table::insert(
-        conn,
-        &DecisionRow {
-            decision_id: decision.decision_id.clone(),
-            request_id: decision.request_id.clone(),
-            request_sha256: sha.to_owned(),
-            client_id: decision.client_id.clone(),
-            outcome: decision.terms.outcome.clone(),
-            channel: channel.to_owned(),
-            approved_minor,
-            decided_at: decision.decided_at.naive_utc(),
-            resolves: decision.resolves.clone(),
-            actor: decision.decided_by.clone(),
-            answer,
-            audit_sequence: decision.audit.sequence,
-        },
-    )?;
-    Ok(())
+    let row = DecisionRow {
+        decision_id: decision.decision_id.clone(),
+        request_id: decision.request_id.clone(),
+        request_sha256: sha.to_owned(),
+        client_id: decision.client_id.clone(),
+        outcome: decision.terms.outcome.clone(),
+        channel: channel.to_owned(),
+        approved_minor,
+        decided_at: decision.decided_at.naive_utc(),
+        resolves: decision.resolves.clone(),
+        actor: decision.decided_by.clone(),
+        answer,
+        audit_sequence: decision.audit.sequence,
+    };
+    table::insert(conn, &row)?;
+    Ok(row.answer)
 }
 
 /// A decision with what became of it, for readers.

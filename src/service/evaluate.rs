@@ -11,7 +11,7 @@ use super::ServiceError;
 use super::policies::PolicyRegistry;
 use crate::domain::{Client, ClientView, CreditRequest};
 use crate::policy::{Baseline, PipelineResult, PolicyInput, Stage, Trigger};
-use crate::store::clients as client_table;
+use crate::store::clients::{self as client_table, Stamp};
 use crate::store::{AnyConnection, Store};
 
 /// A policy version that took part in a decision.
@@ -67,6 +67,28 @@ pub fn client_for(
         Read::Locked => client_table::find_locked(conn, &request.client_id)?,
         Read::Unlocked => client_table::find_at(conn, &request.client_id, now)?,
     };
+    known_or_prospect(request, now, stored)
+}
+
+/// [`client_for`] unlocked, with the stamp of the stored client's read (`None` for a
+/// prospect): what a decision's draft is made on, for the writer to check it still holds.
+pub fn stamped_client_for(
+    conn: &mut AnyConnection,
+    request: &CreditRequest,
+    now: chrono::DateTime<Utc>,
+) -> Result<((Client, bool), Option<Stamp>), ServiceError> {
+    let (stored, stamp) = match client_table::find_stamped_at(conn, &request.client_id, now)? {
+        Some((client, stamp)) => (Some(client), Some(stamp)),
+        None => (None, None),
+    };
+    Ok((known_or_prospect(request, now, stored)?, stamp))
+}
+
+fn known_or_prospect(
+    request: &CreditRequest,
+    now: chrono::DateTime<Utc>,
+    stored: Option<Client>,
+) -> Result<(Client, bool), ServiceError> {
     let (client, is_new) = match stored {
         Some(client) => (client, false),
         None => (

@@ -24,28 +24,32 @@ pub struct AuditRow {
 /// Locks the chain's head until the caller commits (its row on PostgreSQL; on SQLite the write
 /// transaction already holds the database lock) and reads the last sequence and hash.
 pub fn lock_head(conn: &mut AnyConnection) -> Result<(i64, String), StoreError> {
-    diesel::update(audit_head::table.filter(audit_head::id.eq(1)))
-        .set(audit_head::sequence.eq(audit_head::sequence))
-        .returning((audit_head::sequence, audit_head::hash))
-        .get_result(conn)
-        .map_err(classify)
+    per_backend!(conn, |c| diesel::update(
+        audit_head::table.filter(audit_head::id.eq(1))
+    )
+    .set(audit_head::sequence.eq(audit_head::sequence))
+    .returning((audit_head::sequence, audit_head::hash))
+    .get_result(c))
+    .map_err(classify)
 }
 
 /// Moves the head to the last record appended.
 pub fn set_head(conn: &mut AnyConnection, sequence: i64, hash: &str) -> Result<(), StoreError> {
-    diesel::update(audit_head::table.filter(audit_head::id.eq(1)))
-        .set((audit_head::sequence.eq(sequence), audit_head::hash.eq(hash)))
-        .execute(conn)
-        .map_err(classify)?;
+    per_backend!(conn, |c| diesel::update(
+        audit_head::table.filter(audit_head::id.eq(1))
+    )
+    .set((audit_head::sequence.eq(sequence), audit_head::hash.eq(hash)))
+    .execute(c))
+    .map_err(classify)?;
     Ok(())
 }
 
 /// Writes one record (the head is moved by [`set_head`]).
 pub fn insert(conn: &mut AnyConnection, row: &AuditRow) -> Result<(), StoreError> {
-    diesel::insert_into(audit_records::table)
+    per_backend!(conn, |c| diesel::insert_into(audit_records::table)
         .values(row)
-        .execute(conn)
-        .map_err(classify)?;
+        .execute(c))
+    .map_err(classify)?;
     Ok(())
 }
 

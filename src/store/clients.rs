@@ -39,6 +39,25 @@ struct ClientRow {
     risk_factors: Option<String>,
     created_at: NaiveDateTime,
     updated_at: NaiveDateTime,
+    version: i64,
+}
+
+/// What a read of a client rests on, so that a writer can check later, with one comparison,
+/// that reading it again would give the same: the client's version (bumped by the database's
+/// triggers on every write to its row, reservations, invoices and sales alerts) and the first
+/// instant at which time alone changes what was read (a reservation lapsing, an alert ageing
+/// out; the date is the caller's to compare).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stamp {
+    pub version: i64,
+    pub changes_at: Option<DateTime<Utc>>,
+}
+
+impl Stamp {
+    /// Whether the read still holds at `now`, the client's version being `current`.
+    pub fn holds(&self, current: Option<i64>, now: DateTime<Utc>) -> bool {
+        current == Some(self.version) && self.changes_at.is_none_or(|at| now < at)
+    }
 }
 
 impl ClientRow {
@@ -155,13 +174,42 @@ pub fn find_at(
     id: &ClientId,
     now: DateTime<Utc>,
 ) -> Result<Option<Client>, StoreError> {
-    let row = clients::table
+    Ok(find_stamped_at(conn, id, now)?.map(|(client, _)| client))
+}
+
+/// [`find_at`] with the [`Stamp`] of the read. The version comes with the row, before the
+/// read-time figures: a write between the two reads has bumped it past what was read.
+pub fn find_stamped_at(
+    conn: &mut AnyConnection,
+    id: &ClientId,
+    now: DateTime<Utc>,
+) -> Result<Option<(Client, Stamp)>, StoreError> {
+    let row = per_backend!(conn, |c| clients::table
         .find(id.as_str())
         .select(ClientRow::as_select())
-        .get_result(conn)
-        .optional()
-        .map_err(classify)?;
-    with_read_time(conn, row, now)
+        .get_result(c)
+        .optional())
+    .map_err(classify)?;
+    let Some(row) = row else { return Ok(None) };
+    let (read, changes_at) = live::for_client_until(conn, &row.client_id, now)?;
+    let version = row.version;
+    let stamp = Stamp {
+        version,
+        changes_at: changes_at.map(|at| at.and_utc()),
+    };
+    Ok(Some((row.into_client(&read)?, stamp)))
+}
+
+/// The client's version, its row locked until the transaction ends on PostgreSQL (SQLite's
+/// write transaction already holds the database): what the decision writer compares with a
+/// draft's [`Stamp`] instead of reading the client again.
+pub fn lock_version(conn: &mut AnyConnection, id: &ClientId) -> Result<Option<i64>, StoreError> {
+    let by_id = || clients::table.find(id.as_str()).select(clients::version);
+    match conn {
+        AnyConnection::Postgres(pg) => by_id().for_update().get_result(pg).optional(),
+        AnyConnection::Sqlite(lite) => by_id().get_result(lite).optional(),
+    }
+    .map_err(classify)
 }
 
 /// The clients of a batch of events as their reviews read them, in four queries whatever

@@ -36,10 +36,10 @@ pub struct ResolutionRow {
 }
 
 pub fn insert(conn: &mut AnyConnection, row: &DecisionRow) -> Result<(), StoreError> {
-    diesel::insert_into(decisions::table)
+    per_backend!(conn, |c| diesel::insert_into(decisions::table)
         .values(row)
-        .execute(conn)
-        .map_err(classify)?;
+        .execute(c))
+    .map_err(classify)?;
     Ok(())
 }
 
@@ -56,12 +56,12 @@ pub fn by_request_id(
     conn: &mut AnyConnection,
     request_id: &str,
 ) -> Result<Option<DecisionRow>, StoreError> {
-    decisions::table
+    per_backend!(conn, |c| decisions::table
         .filter(decisions::request_id.eq(request_id))
         .select(DecisionRow::as_select())
-        .get_result(conn)
-        .optional()
-        .map_err(classify)
+        .get_result(c)
+        .optional())
+    .map_err(classify)
 }
 
 /// Records that `row.review_id` is resolved; fails with a conflict if it already was.

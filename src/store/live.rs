@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use diesel::prelude::*;
 
 use super::schema::{invoices, sales_alerts};
@@ -58,38 +58,58 @@ pub fn for_clients(
 }
 
 /// One client's figures: the same three queries by `=`, whose statements SQLite keeps
-/// prepared (an `IN` list is parsed anew each time); this is the decision path's read.
+/// prepared (an `IN` list is parsed anew each time); this is the decision path's read, so
+/// they run on the concrete connection (see the `store` module).
 pub fn for_client(
     conn: &mut AnyConnection,
     client_id: &str,
     now: DateTime<Utc>,
 ) -> Result<ReadTime, StoreError> {
+    for_client_until(conn, client_id, now).map(|(read, _)| read)
+}
+
+/// [`for_client`] and the first instant after `now` at which time alone changes the figures:
+/// a counted reservation lapses or a counted alert ages out (overdue amounts change only with
+/// the date). `None` when nothing counted will.
+pub fn for_client_until(
+    conn: &mut AnyConnection,
+    client_id: &str,
+    now: DateTime<Utc>,
+) -> Result<(ReadTime, Option<NaiveDateTime>), StoreError> {
+    let (reserved_minor, mut changes_at) =
+        reservations::reserved_minor(conn, client_id, now.naive_utc())?;
     let mut read = ReadTime {
-        reserved_minor: reservations::reserved_minor(conn, client_id, now.naive_utc())?,
+        reserved_minor,
         ..ReadTime::default()
     };
-    let overdue: Vec<(Option<NaiveDate>, i64)> = invoices::table
+    let overdue: Vec<(Option<NaiveDate>, i64)> = per_backend!(conn, |c| invoices::table
         .filter(invoices::client_id.eq(client_id))
         .filter(invoices::open_minor.gt(0))
         .filter(invoices::due_on.lt(now.date_naive()))
         .select((invoices::due_on, invoices::open_minor))
-        .load(conn)
-        .map_err(classify)?;
+        .load(c))
+    .map_err(classify)?;
     for (due_on, open) in overdue {
         if let Some(due_on) = due_on {
             read.add_overdue(due_on, open);
         }
     }
-    let alerts: Vec<bool> = sales_alerts::table
+    let since = recent_alerts_since(now);
+    let window = now - since;
+    let since = since.naive_utc();
+    let alerts: Vec<(bool, NaiveDateTime)> = per_backend!(conn, |c| sales_alerts::table
         .filter(sales_alerts::client_id.eq(client_id))
-        .filter(sales_alerts::occurred_at.gt(recent_alerts_since(now).naive_utc()))
-        .select(sales_alerts::negative)
-        .load(conn)
-        .map_err(classify)?;
-    for negative in alerts {
+        .filter(sales_alerts::occurred_at.gt(since))
+        .select((sales_alerts::negative, sales_alerts::occurred_at))
+        .load(c))
+    .map_err(classify)?;
+    for (negative, at) in alerts {
         read.add_alert(negative);
+        // Counted while `occurred_at > now - window`: until `occurred_at + window`.
+        let ages_out = at + window;
+        changes_at = Some(changes_at.map_or(ages_out, |t| t.min(ages_out)));
     }
-    Ok(read)
+    Ok((read, changes_at))
 }
 
 /// (client, due date, open amount) of the open invoices due before `today`.

@@ -4,9 +4,16 @@
 //! Lookups by a unique key use `get_result`, not `first`: `first` adds `LIMIT ?`, and SQLite
 //! re-prepared such statements at every execution (`sqlite3Reprepare` under `sqlite3_step`
 //! was a third of the decision writer's time in a profile) instead of once per connection.
+//!
+//! Statements on the decision path run on the concrete connection ([`per_backend!`]), not
+//! through the MultiConnection: its wrapper rebuilds a statement's SQL text at every
+//! execution (for the cache key, the cache check and the binds alike) even when the statement
+//! is prepared and cached, which was about a tenth of the server's CPU per decision. On the
+//! concrete connection a statement with a static query id is found in the cache by its type.
 
 /// The same diesel statement run on the concrete connection, for what the MultiConnection
-/// cannot express (multi-row inserts, row locks): the one place SQL is spelled per backend.
+/// cannot express (multi-row inserts, row locks) or does slowly (the hot path's statements,
+/// see above): the one place SQL is spelled per backend.
 macro_rules! per_backend {
     ($conn:expr, |$c:ident| $body:expr) => {
         match $conn {

@@ -148,12 +148,13 @@ pub fn activations(conn: &mut AnyConnection, name: &str) -> Result<Vec<Activatio
         .map_err(classify)
 }
 
+/// Read by every decision (the active set's cache key), so on the concrete connection.
 pub fn generation(conn: &mut AnyConnection) -> Result<i64, StoreError> {
-    policy_generation::table
+    per_backend!(conn, |c| policy_generation::table
         .find(1)
         .select(policy_generation::generation)
-        .get_result(conn)
-        .map_err(classify)
+        .get_result(c))
+    .map_err(classify)
 }
 
 pub fn bump_generation(conn: &mut AnyConnection) -> Result<i64, StoreError> {

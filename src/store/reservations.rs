@@ -50,10 +50,10 @@ impl ReservationRow {
 }
 
 pub fn insert(conn: &mut AnyConnection, row: &ReservationRow) -> Result<(), StoreError> {
-    diesel::insert_into(reservations::table)
+    per_backend!(conn, |c| diesel::insert_into(reservations::table)
         .values(row)
-        .execute(conn)
-        .map_err(classify)?;
+        .execute(c))
+    .map_err(classify)?;
     Ok(())
 }
 
@@ -114,22 +114,24 @@ pub fn expire_due(conn: &mut AnyConnection, now: NaiveDateTime) -> Result<usize,
     .map_err(classify)
 }
 
-/// The credit a client's active, unexpired reservations hold, in minor units.
+/// The credit a client's active, unexpired reservations hold, in minor units, and the earliest
+/// expiry among them (when that sum next changes by time alone).
 /// One client's query compares by `=`, so its statement stays prepared (an `IN` list is
 /// prepared anew each time), and reads only the `reservations_by_client` index, which covers it.
 pub fn reserved_minor(
     conn: &mut AnyConnection,
     client_id: &str,
     now: NaiveDateTime,
-) -> Result<i64, StoreError> {
-    let amounts: Vec<i64> = reservations::table
+) -> Result<(i64, Option<NaiveDateTime>), StoreError> {
+    let held: Vec<(i64, NaiveDateTime)> = per_backend!(conn, |c| reservations::table
         .filter(reservations::client_id.eq(client_id))
         .filter(reservations::status.eq("active"))
         .filter(reservations::expires_at.gt(now))
-        .select(reservations::amount_minor)
-        .load(conn)
-        .map_err(classify)?;
-    Ok(amounts.iter().sum())
+        .select((reservations::amount_minor, reservations::expires_at))
+        .load(c))
+    .map_err(classify)?;
+    let first_expiry = held.iter().map(|(_, at)| *at).min();
+    Ok((held.iter().map(|(minor, _)| minor).sum(), first_expiry))
 }
 
 /// [`reserved_minor`] for several clients in one query (client lists).

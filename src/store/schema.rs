@@ -30,6 +30,7 @@ diesel::table! {
         insurance_changed_at -> Nullable<Timestamp>,
         legal_status_changed_at -> Nullable<Timestamp>,
         next_review_on -> Nullable<Date>,
+        version -> BigInt,
     }
 }
 

@@ -620,7 +620,92 @@ async fn expired_reservations_are_not_counted(backend: Backend) {
     assert!(app.sql("DELETE FROM decisions").await.is_err());
 }
 
+/// The client's version, which the decision writer compares with a draft's instead of reading
+/// the client again.
+fn version(app: &TestApp, client: &str) -> i64 {
+    let mut conn = app.state.store.get().unwrap();
+    let id = encours::domain::ClientId::parse(client).unwrap();
+    encours::store::clients::lock_version(&mut conn, &id)
+        .unwrap()
+        .unwrap()
+}
+
+/// Every write that changes what a decision reads of a client moves its version (the
+/// database's triggers), on both backends; the expiry sweep, which changes nothing a decision
+/// reads, does not.
+async fn the_client_version_follows_what_decisions_read(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    given(&app, "C-1", "5000.00", Facts::good()).await;
+    given(&app, "C-2", "5000.00", Facts::good()).await;
+    let token = app.token(ALL);
+    let mut last = version(&app, "C-1");
+    let other = version(&app, "C-2");
+    let mut moved = |what: &str, now: i64| {
+        assert!(now > last, "{what}: version {now}, was {last}");
+        last = now;
+    };
+    // A reservation.
+    let d = decide(&app, &order("r-1", "C-1", "1000.00", 30)).await;
+    assert_eq!(d.body["outcome"], "approved", "{}", d.text);
+    moved("reservation", version(&app, "C-1"));
+    // A release, an invoice, a sales alert: the events projection.
+    let decision_id = d.body["decision_id"].as_str().unwrap();
+    let today = chrono::Utc::now().date_naive();
+    let events = json!({"events": [
+        {"event_id": "e-1", "client_id": "C-1", "type": "order_cancelled",
+         "occurred_at": format!("{today}T08:00:00Z"), "decision_id": decision_id},
+    ]});
+    let answer = post(&app, "/v1/events", &app.token("events:write"), &events).await;
+    assert_eq!(
+        answer.body["results"][0]["status"], "accepted",
+        "{}",
+        answer.text
+    );
+    moved("release", version(&app, "C-1"));
+    app.sql("INSERT INTO sales_alerts (event_seq, client_id, negative, occurred_at) VALUES (999999, 'C-1', TRUE, '2026-11-30 10:00:00')")
+        .await
+        .unwrap();
+    moved("sales alert", version(&app, "C-1"));
+    app.sql("UPDATE clients SET paid_late = 3 WHERE client_id = 'C-1'")
+        .await
+        .unwrap();
+    moved("ledger", version(&app, "C-1"));
+    let put = app
+        .put_json("/v1/clients/C-1", &token, &client_body("EUR", "6000.00"))
+        .await;
+    assert!(put.status.is_success(), "{}", put.text);
+    moved("profile", version(&app, "C-1"));
+    // A reservation past its expiry, then swept: the sweep leaves the version alone.
+    let d = decide(&app, &order("r-2", "C-1", "500.00", 30)).await;
+    assert_eq!(d.body["outcome"], "approved", "{}", d.text);
+    moved("second reservation", version(&app, "C-1"));
+    app.sql("UPDATE reservations SET expires_at = '2020-01-01 00:00:00' WHERE status = 'active'")
+        .await
+        .unwrap();
+    moved("expiry moved", version(&app, "C-1"));
+    let swept = app
+        .state
+        .store
+        .run(|conn| encours::store::reservations::expire_due(conn, chrono::Utc::now().naive_utc()))
+        .await
+        .unwrap();
+    assert_eq!(swept, 1);
+    assert_eq!(
+        version(&app, "C-1"),
+        last,
+        "the sweep changed nothing a decision reads"
+    );
+    assert_eq!(
+        version(&app, "C-2"),
+        other,
+        "another client's version never moves"
+    );
+}
+
 on_both_backends!(
+    the_client_version_follows_what_decisions_read,
     good_client_approved_reserved_and_idempotent,
     rules_a_credit_manager_expects,
     prospects_are_created_and_pay_a_deposit,

@@ -1,0 +1,11 @@
+DROP TRIGGER sales_alerts_version_on_delete;
+DROP TRIGGER sales_alerts_version_on_update;
+DROP TRIGGER sales_alerts_version_on_insert;
+DROP TRIGGER invoices_version_on_delete;
+DROP TRIGGER invoices_version_on_update;
+DROP TRIGGER invoices_version_on_insert;
+DROP TRIGGER reservations_version_on_delete;
+DROP TRIGGER reservations_version_on_update;
+DROP TRIGGER reservations_version_on_insert;
+DROP TRIGGER clients_version_on_update;
+ALTER TABLE clients DROP COLUMN version;
