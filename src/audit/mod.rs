@@ -29,6 +29,20 @@ pub struct Entry {
     pub payload: Value,
 }
 
+impl Entry {
+    /// What happened to a policy (a version written, activated, shadowed): no client, the
+    /// policy as its subject.
+    pub fn on_policy(kind: &'static str, policy: &str, actor: &str, payload: Value) -> Self {
+        Self {
+            kind,
+            subject: format!("policy:{policy}"),
+            client_id: None,
+            actor: actor.to_owned(),
+            payload,
+        }
+    }
+}
+
 /// Where a record sits in the chain: what callers hand back to their clients.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditRef {

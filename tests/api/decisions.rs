@@ -433,13 +433,7 @@ async fn two_processes_on_one_postgres_never_over_commit(backend: Backend) {
     let Some(a) = TestApp::spawn_with(backend, |s| s.pool_size = 6).await else {
         return;
     };
-    let url = a.state.settings.database_url.clone();
-    let Some(b) = TestApp::spawn_with(backend, |s| {
-        s.pool_size = 6;
-        s.database_url = url;
-    })
-    .await
-    else {
+    let Some(b) = a.another_process(|s| s.pool_size = 6).await else {
         return;
     };
     given(

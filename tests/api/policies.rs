@@ -402,8 +402,7 @@ async fn activation_reaches_another_process(backend: Backend) {
     let Some(a) = TestApp::spawn(backend).await else {
         return;
     };
-    let url = a.state.settings.database_url.clone();
-    let Some(b) = TestApp::spawn_with(backend, |s| s.database_url = url).await else {
+    let Some(b) = a.another_process(|_| {}).await else {
         return;
     };
     let token = a.token_for("alice", ALL);

@@ -388,8 +388,7 @@ async fn every_process_contributes(backend: Backend) {
     let Some(a) = TestApp::spawn(backend).await else {
         return;
     };
-    let url = a.state.settings.database_url.clone();
-    let Some(b) = TestApp::spawn_with(backend, |s| s.database_url = url).await else {
+    let Some(b) = a.another_process(|_| {}).await else {
         return;
     };
     for (id, limit, facts) in book() {

@@ -127,6 +127,17 @@ impl TestApp {
         Self::spawn_with(backend, |_| {}).await
     }
 
+    /// A second server process on this app's database, as another `encours serve` on the same
+    /// PostgreSQL would be (`tweak` applies to its settings, the database stays this one's).
+    pub async fn another_process(&self, tweak: impl FnOnce(&mut Settings)) -> Option<Self> {
+        let url = self.state.settings.database_url.clone();
+        Self::spawn_with(Backend::Postgres, |s| {
+            tweak(s);
+            s.database_url = url;
+        })
+        .await
+    }
+
     pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> Option<Self> {
         let dir = tempfile::tempdir().expect("temp dir");
         let (database_url, pg) = match backend {

@@ -84,13 +84,12 @@ pub fn seed(
             table::insert_version(conn, &version)?;
             audit::append(
                 conn,
-                Entry {
-                    kind: "policy.version_created",
-                    subject: format!("policy:{}", d.name),
-                    client_id: None,
-                    actor: AUTHOR.into(),
-                    payload: super::version_payload(&version),
-                },
+                Entry::on_policy(
+                    "policy.version_created",
+                    d.name,
+                    AUTHOR,
+                    super::version_payload(&version),
+                ),
             )?;
             record_activation(conn, &version, AUTHOR, json!(null))?;
             loaded.push(d.name);

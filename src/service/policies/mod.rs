@@ -120,13 +120,7 @@ pub async fn submit(
                 }
                 let audit = audit::append(
                     conn,
-                    Entry {
-                        kind: "policy.version_created",
-                        subject: format!("policy:{name}"),
-                        client_id: None,
-                        actor: author.clone(),
-                        payload,
-                    },
+                    Entry::on_policy("policy.version_created", &name, &author, payload),
                 )?;
                 Ok((version, audit))
             })
@@ -183,19 +177,18 @@ pub(crate) fn record_activation(
     let generation = table::bump_generation(conn)?;
     let audit = audit::append(
         conn,
-        Entry {
-            kind: "policy.activated",
-            subject: format!("policy:{}", version.policy),
-            client_id: None,
-            actor: actor.to_owned(),
-            payload: json!({
+        Entry::on_policy(
+            "policy.activated",
+            &version.policy,
+            actor,
+            json!({
                 "policy": version.policy,
                 "version": version.version,
                 "sha256": version.sha256,
                 "previous_version": previous,
                 "generation": generation,
             }),
-        },
+        ),
     )?;
     table::insert_activation(
         conn,

@@ -128,18 +128,17 @@ fn start_in_tx(
     }
     let audit = audit::append(
         conn,
-        Entry {
-            kind: "policy.shadow_started",
-            subject: format!("policy:{name}"),
-            client_id: None,
-            actor: actor.to_owned(),
-            payload: json!({
+        Entry::on_policy(
+            "policy.shadow_started",
+            name,
+            actor,
+            json!({
                 "policy": name,
                 "version": number,
                 "sha256": version.sha256,
                 "sample_rate": sample_rate.normalize().to_string(),
             }),
-        },
+        ),
     )?;
     let row = RunRow {
         started_sequence: audit.sequence,
@@ -190,17 +189,16 @@ fn stop_in_tx(
         })?;
     let audit = audit::append(
         conn,
-        Entry {
-            kind: "policy.shadow_stopped",
-            subject: format!("policy:{name}"),
-            client_id: None,
-            actor: actor.to_owned(),
-            payload: json!({
+        Entry::on_policy(
+            "policy.shadow_stopped",
+            name,
+            actor,
+            json!({
                 "policy": name,
                 "version": number,
                 "started_sequence": run.started_sequence,
             }),
-        },
+        ),
     )?;
     let at = now();
     table::stop(conn, run.started_sequence, audit.sequence, at, actor)?;
