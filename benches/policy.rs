@@ -31,6 +31,10 @@ use encours::policy::{
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
+/// The server's allocator (src/main.rs), so the figures are the server's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The default `credit_request` stages, compiled from policies/.
 fn default_stages(engine: &PolicyEngine) -> Vec<Stage> {
     stages_of(engine, &CREDIT_REQUEST_STAGES)

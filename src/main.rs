@@ -13,6 +13,12 @@ use encours::cli::{self, PoliciesCommand};
 use encours::config::{Settings, redact_url};
 use encours::{AppState, api, build_app, prepare, store, telemetry};
 
+/// mimalloc rather than glibc's malloc: a request allocates many small, short-lived
+/// objects (JSON trees, rhai maps, SQL rows), and glibc's allocator was a sixth of the
+/// server's CPU (docs/benchmarks.md, "The allocator").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "encours",
