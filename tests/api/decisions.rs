@@ -426,6 +426,68 @@ async fn parallel_orders_never_over_commit(backend: Backend) {
     );
 }
 
+/// A request_id sent twice at once with different amounts: when both reach the decision writer
+/// in one batch, the second fails there (idempotency conflict) and undoes nothing of the others:
+/// every other order of the batch is decided and reserved once, and the chain stays whole.
+async fn a_decision_failing_in_the_writer_fails_alone(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(backend, |s| s.pool_size = 8).await else {
+        return;
+    };
+    given(&app, "C-1", "1000000.00", Facts::good()).await;
+    let calls = (0..32).map(|i| {
+        // Pairs share a request_id and differ in amount; the rest are ordinary orders.
+        let (id, amount) = if i < 16 {
+            (
+                format!("twice-{}", i / 2),
+                if i % 2 == 0 { "100.00" } else { "200.00" },
+            )
+        } else {
+            (format!("once-{i}"), "100.00")
+        };
+        let body = order(&id, "C-1", amount, 30);
+        let app = &app;
+        async move { decide(app, &body).await }
+    });
+    let answers = futures_util::future::join_all(calls).await;
+    for pair in answers[..16].chunks(2) {
+        let mut statuses: Vec<u16> = pair.iter().map(|a| a.status).collect();
+        statuses.sort_unstable();
+        assert_eq!(statuses, [201, 409], "{} / {}", pair[0].text, pair[1].text);
+    }
+    let decided: Vec<_> = answers.iter().filter(|a| a.status == 201).collect();
+    assert_eq!(decided.len(), 8 + 16);
+    let total: rust_decimal::Decimal = decided
+        .iter()
+        .map(|a| {
+            a.body["approved_amount"]
+                .as_str()
+                .unwrap()
+                .parse::<rust_decimal::Decimal>()
+                .unwrap()
+        })
+        .sum();
+    let token = app.token(ALL);
+    let client = app.get("/v1/clients/C-1", &token).await;
+    assert_eq!(
+        client.body["exposure"]["reserved"]
+            .as_str()
+            .unwrap()
+            .parse::<rust_decimal::Decimal>()
+            .unwrap(),
+        total
+    );
+    let listed = app
+        .get("/v1/credit-decisions?client_id=C-1&limit=100", &token)
+        .await;
+    assert_eq!(
+        listed.body["items"].as_array().unwrap().len(),
+        decided.len(),
+        "{}",
+        listed.text
+    );
+    assert_eq!(app.get("/v1/audit/verify", &token).await.body["ok"], true);
+}
+
 async fn two_processes_on_one_postgres_never_over_commit(backend: Backend) {
     if backend != Backend::Postgres {
         return;
@@ -705,6 +767,7 @@ on_both_backends!(
     prospects_are_created_and_pay_a_deposit,
     input_errors,
     parallel_orders_never_over_commit,
+    a_decision_failing_in_the_writer_fails_alone,
     two_processes_on_one_postgres_never_over_commit,
     reviews_are_resolved_once,
     expired_reservations_are_not_counted,
