@@ -450,7 +450,7 @@ async fn a_decision_failing_in_the_writer_fails_alone(backend: Backend) {
     });
     let answers = futures_util::future::join_all(calls).await;
     for pair in answers[..16].chunks(2) {
-        let mut statuses: Vec<u16> = pair.iter().map(|a| a.status).collect();
+        let mut statuses: Vec<u16> = pair.iter().map(|a| a.status.as_u16()).collect();
         statuses.sort_unstable();
         assert_eq!(statuses, [201, 409], "{} / {}", pair[0].text, pair[1].text);
     }
