@@ -362,9 +362,11 @@ async fn burst(
     futures_util::future::join_all(calls).await
 }
 
-fn approved_total(answers: &[crate::support::Answer]) -> rust_decimal::Decimal {
+fn approved_total<'a>(
+    answers: impl IntoIterator<Item = &'a crate::support::Answer>,
+) -> rust_decimal::Decimal {
     answers
-        .iter()
+        .into_iter()
         .map(|a| {
             assert_eq!(a.status, 201, "{}", a.text);
             a.body["approved_amount"]
@@ -374,6 +376,18 @@ fn approved_total(answers: &[crate::support::Answer]) -> rust_decimal::Decimal {
                 .unwrap()
         })
         .sum()
+}
+
+/// The credit the client's reservations hold, as its exposure says.
+async fn reserved(app: &TestApp, client: &str) -> rust_decimal::Decimal {
+    let answer = app
+        .get(&format!("/v1/clients/{client}"), &app.token(ALL))
+        .await;
+    answer.body["exposure"]["reserved"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 async fn parallel_orders_never_over_commit(backend: Backend) {
@@ -411,15 +425,7 @@ async fn parallel_orders_never_over_commit(backend: Backend) {
         total >= "9800.00".parse().unwrap(),
         "the room is used, not wasted: {total}"
     );
-    let client = app.get("/v1/clients/C-1", &app.token(ALL)).await;
-    assert_eq!(
-        client.body["exposure"]["reserved"]
-            .as_str()
-            .unwrap()
-            .parse::<rust_decimal::Decimal>()
-            .unwrap(),
-        total
-    );
+    assert_eq!(reserved(&app, "C-1").await, total);
     assert_eq!(
         app.get("/v1/audit/verify", &app.token(ALL)).await.body["ok"],
         true
@@ -456,26 +462,9 @@ async fn a_decision_failing_in_the_writer_fails_alone(backend: Backend) {
     }
     let decided: Vec<_> = answers.iter().filter(|a| a.status == 201).collect();
     assert_eq!(decided.len(), 8 + 16);
-    let total: rust_decimal::Decimal = decided
-        .iter()
-        .map(|a| {
-            a.body["approved_amount"]
-                .as_str()
-                .unwrap()
-                .parse::<rust_decimal::Decimal>()
-                .unwrap()
-        })
-        .sum();
+    let total = approved_total(decided.iter().copied());
+    assert_eq!(reserved(&app, "C-1").await, total);
     let token = app.token(ALL);
-    let client = app.get("/v1/clients/C-1", &token).await;
-    assert_eq!(
-        client.body["exposure"]["reserved"]
-            .as_str()
-            .unwrap()
-            .parse::<rust_decimal::Decimal>()
-            .unwrap(),
-        total
-    );
     let listed = app
         .get("/v1/credit-decisions?client_id=C-1&limit=100", &token)
         .await;
@@ -511,15 +500,7 @@ async fn two_processes_on_one_postgres_never_over_commit(backend: Backend) {
     let answers = burst(&[&a, &b], "C-1", 30, "700.00").await;
     let total = approved_total(&answers);
     assert!(total <= "10000.00".parse().unwrap(), "reserved {total}");
-    let client = b.get("/v1/clients/C-1", &b.token(ALL)).await;
-    assert_eq!(
-        client.body["exposure"]["reserved"]
-            .as_str()
-            .unwrap()
-            .parse::<rust_decimal::Decimal>()
-            .unwrap(),
-        total
-    );
+    assert_eq!(reserved(&b, "C-1").await, total);
     let verify = a.get("/v1/audit/verify", &a.token(ALL)).await;
     assert_eq!(
         verify.body["ok"], true,
