@@ -48,7 +48,7 @@ fn write(value: &Value, out: &mut String) {
 /// A string as serde_json writes it. Most strings of a decision (keys, codes, amounts, ids)
 /// need no escape and are copied as they are, instead of being cloned into a `Value` and
 /// formatted into a string of their own (a decision's payload has hundreds of them).
-fn write_str(text: &str, out: &mut String) {
+pub(super) fn write_str(text: &str, out: &mut String) {
     // serde_json escapes `"`, `\` and the control characters below 0x20, nothing else.
     if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
         out.reserve(text.len() + 2);

@@ -5,6 +5,7 @@
 //! appended inside the caller's transaction: the act and its proof commit or fail together.
 
 mod canonical;
+mod stream;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
@@ -12,6 +13,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 pub use canonical::canonical_json;
+pub use stream::{Verbatim, to_canonical_json};
 
 use crate::store::audit::{self as table, AuditRow};
 use crate::store::{AnyConnection, StoreError};

@@ -1,9 +1,16 @@
 //! Group commit for decisions. Every decision is one transaction's worth of writes (decision,
 //! reservation, audit record, chain head) and the commit's fsync dominates its cost. Requests
 //! evaluate their policies in parallel and hand the writer a draft; one writer thread per
-//! process takes every draft waiting in its queue, checks and writes each in its own savepoint
-//! of one transaction and commits once: the fsync is paid per batch, a failing decision undoes
-//! only its own writes, and nobody is answered before the commit that makes them durable.
+//! process takes every draft waiting in its queue, checks and writes each in one transaction
+//! and commits once: the fsync is paid per batch, a failing decision undoes only its own
+//! writes, and nobody is answered before the commit that makes them durable.
+//!
+//! On PostgreSQL each decision has its own savepoint (a failed statement aborts the whole
+//! transaction there). On SQLite a batch is first written without any: a savepoint costs two
+//! statements parsed by `sqlite3_exec` and, above all, a copy of every page a decision touches
+//! into the sub-journal, and decisions almost never fail in the writer (the request thread
+//! already refused what it could). When one does, the whole transaction is rolled back — none
+//! of its rows stay — and the batch is written again with a savepoint per decision.
 
 use std::sync::Arc;
 use std::thread;
@@ -17,7 +24,7 @@ use super::policies::PolicyRegistry;
 use super::shadow::ShadowFeed;
 use crate::audit::Chain;
 use crate::store::policies as policy_table;
-use crate::store::{AnyConnection, Conflict, Store, savepoint, write_tx};
+use crate::store::{AnyConnection, Conflict, Store, StoreError, savepoint, write_tx};
 
 /// Most decisions in one transaction: bounds the time the write lock is held.
 const MAX_BATCH: usize = 256;
@@ -26,9 +33,11 @@ const QUEUE: usize = 4096;
 /// Attempts for one decision that lost a race with another process (PostgreSQL).
 const ATTEMPTS: usize = 3;
 
+type Reply = oneshot::Sender<Result<Decided, ServiceError>>;
+
 struct Job {
-    draft: Option<Draft>,
-    reply: oneshot::Sender<Result<Decided, ServiceError>>,
+    draft: Draft,
+    reply: Reply,
 }
 
 /// The handle requests use; the writer thread stops when the last handle is dropped.
@@ -55,10 +64,7 @@ impl DecisionWriter {
     /// Queues the draft and waits for the commit that makes its decision durable.
     pub(crate) async fn decide(&self, draft: Draft) -> Result<Decided, ServiceError> {
         let (reply, answer) = oneshot::channel();
-        let job = Job {
-            draft: Some(draft),
-            reply,
-        };
+        let job = Job { draft, reply };
         self.queue
             .send(job)
             .await
@@ -91,7 +97,7 @@ fn run(
 }
 
 fn commit_batch(
-    mut batch: Vec<Job>,
+    batch: Vec<Job>,
     store: &Store,
     registry: &PolicyRegistry,
     ttl: Duration,
@@ -99,38 +105,95 @@ fn commit_batch(
 ) {
     let mut conn = match store.get() {
         Ok(conn) => conn,
-        Err(e) => return fail_all(batch, &ServiceError::Store(e)),
+        Err(e) => {
+            let replies = batch.into_iter().map(|j| j.reply).collect();
+            return fail_all(replies, &ServiceError::Store(e));
+        }
     };
-    let outcome = write_tx(&mut conn, |conn| {
-        // Read once: an activation committed during the batch applies from the next one.
-        let generation = policy_table::generation(conn)?;
-        let mut chain = Chain::lock(conn)?;
-        let results: Vec<Result<Decided, ServiceError>> = batch
-            .iter_mut()
-            .map(|job| {
-                let Some(draft) = job.draft.take() else {
-                    return Err(ServiceError::Internal("a decision was queued twice".into()));
-                };
-                commit_one(conn, &mut chain, registry, ttl, generation, draft)
-            })
-            .collect();
-        chain.finish(conn)?;
-        Ok::<_, ServiceError>(results)
-    });
+    let (drafts, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|j| (j.draft, j.reply)).unzip();
+    let unguarded = match *conn {
+        AnyConnection::Sqlite(_) => write_batch(&mut conn, &drafts, registry, ttl, Mode::Unguarded),
+        AnyConnection::Postgres(_) => Err(Failed::Decision),
+    };
+    let outcome = match unguarded {
+        Err(Failed::Decision) => write_batch(&mut conn, &drafts, registry, ttl, Mode::Guarded),
+        other => other,
+    };
     match outcome {
         Ok(results) => {
-            for (job, mut result) in batch.into_iter().zip(results) {
+            for (reply, mut result) in replies.into_iter().zip(results) {
                 // Durable now: the shadow runs may see it (never waited for).
                 if let Ok(decided) = &mut result {
                     shadow.hand_off(decided);
                 }
                 // A caller that went away (timeout, disconnect) still has its decision stored;
                 // its retry with the same request_id gets it.
-                let _ = job.reply.send(result);
+                let _ = reply.send(result);
             }
         }
-        Err(e) => fail_all(batch, &e),
+        Err(Failed::Batch(e)) => fail_all(replies, &e),
+        Err(Failed::Decision) => fail_all(
+            replies,
+            &ServiceError::Internal("a decision failed outside a savepoint".into()),
+        ),
     }
+}
+
+/// Whether each decision of a batch gets its own savepoint.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// None: the first decision that fails rolls the whole transaction back (SQLite).
+    Unguarded,
+    /// One per decision: a decision that fails undoes only its own writes.
+    Guarded,
+}
+
+/// Why a batch's transaction was not committed.
+enum Failed {
+    /// The transaction itself (begin, chain head, commit): every caller gets the error.
+    Batch(ServiceError),
+    /// A decision failed in an unguarded batch: write it again, guarded.
+    Decision,
+}
+
+impl From<StoreError> for Failed {
+    fn from(e: StoreError) -> Self {
+        Self::Batch(ServiceError::Store(e))
+    }
+}
+
+/// Writes every draft in one transaction; a result per draft, in order.
+fn write_batch(
+    conn: &mut AnyConnection,
+    drafts: &[Draft],
+    registry: &PolicyRegistry,
+    ttl: Duration,
+    mode: Mode,
+) -> Result<Vec<Result<Decided, ServiceError>>, Failed> {
+    write_tx(conn, |conn| {
+        // Read once: an activation committed during the batch applies from the next one.
+        let generation = policy_table::generation(conn)?;
+        let mut chain = Chain::lock(conn)?;
+        let mut results = Vec::with_capacity(drafts.len());
+        for draft in drafts {
+            let draft = draft.clone();
+            let result = match mode {
+                Mode::Guarded => commit_one(conn, &mut chain, registry, ttl, generation, draft),
+                Mode::Unguarded => {
+                    match commit_in_tx(conn, &mut chain, registry, ttl, generation, draft) {
+                        Ok(decided) => Ok(decided),
+                        Err(e) => {
+                            tracing::debug!(error = %e, "decision failed unguarded: batch again");
+                            return Err(Failed::Decision);
+                        }
+                    }
+                }
+            };
+            results.push(result);
+        }
+        chain.finish(conn)?;
+        Ok(results)
+    })
 }
 
 /// One draft in its own savepoint; a conflict with another process (PostgreSQL) is retried
@@ -165,9 +228,9 @@ fn commit_one(
 }
 
 /// The commit failed: nothing of the batch was written, every caller gets the error.
-fn fail_all(batch: Vec<Job>, error: &ServiceError) {
-    tracing::warn!(error = %error, decisions = batch.len(), "decision batch not committed");
-    for job in batch {
-        let _ = job.reply.send(Err(error.for_another_caller()));
+fn fail_all(replies: Vec<Reply>, error: &ServiceError) {
+    tracing::warn!(error = %error, decisions = replies.len(), "decision batch not committed");
+    for reply in replies {
+        let _ = reply.send(Err(error.for_another_caller()));
     }
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 use rust_decimal::Decimal;
+use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -12,12 +13,12 @@ use super::ServiceError;
 use super::answer::{CreditDecision, DecisionTerms, Deposit, ReasonView};
 use super::clients::profile_json;
 use super::committer::DecisionWriter;
-use super::evaluate::{Read, client_for, run_pipeline, stamped_client_for};
+use super::evaluate::{PolicyRef, Read, client_for, run_pipeline, stamped_client_for};
 use super::policies::PolicyRegistry;
 use super::reviews::risk_of;
-use crate::audit::{self, Chain, Entry, Header, canonical_json};
+use crate::audit::{self, Chain, Entry, Header, Verbatim, canonical_json, to_canonical_json};
 use crate::domain::{Client, ClientProfile, ClientStatus, CreditRequest, Money, Risk};
-use crate::policy::Trigger;
+use crate::policy::{PipelineResult, Trigger};
 use crate::store::clients::{self as client_table, Stamp};
 use crate::store::decisions::{self as table, DecisionRow, ResolutionRow};
 use crate::store::ledgers::{self, Reviewed};
@@ -48,18 +49,16 @@ pub async fn decide(
     request: CreditRequest,
     actor: String,
 ) -> Result<Decided, ServiceError> {
-    let sha = hex::encode(Sha256::digest(canonical_json(&request.idempotency_json())));
+    let asked = Asked::new(request, actor);
     let prepared = store
         .run(move |conn| {
-            if let Some(row) = table::by_request_id(conn, &request.request_id)? {
-                return replay(row, &sha).map(|d| Prepared::Answered(Box::new(d)));
+            if let Some(row) = table::by_request_id(conn, &asked.request.request_id)? {
+                return replay(row, &asked.sha).map(|d| Prepared::Answered(Box::new(d)));
             }
             let now = Utc::now().trunc_subsecs(6);
-            let (client, stamp) = stamped_client_for(conn, &request, now)?;
-            draft(
-                conn, &registry, ttl, request, sha, actor, client, now, stamp,
-            )
-            .map(|d| Prepared::Draft(Box::new(d)))
+            let (client, stamp) = stamped_client_for(conn, &asked.request, now)?;
+            draft(conn, &registry, ttl, asked, client, now, stamp)
+                .map(|d| Prepared::Draft(Box::new(d)))
         })
         .await?;
     match prepared {
@@ -74,13 +73,47 @@ enum Prepared {
     Draft(Box<Draft>),
 }
 
+/// A request as asked, with its canonical JSON (`idempotency_json`) and that text's SHA-256,
+/// computed once: the hash tells a retry from a reuse, the text goes into the audit payload.
+#[derive(Clone, Debug)]
+struct Asked {
+    request: CreditRequest,
+    json: String,
+    sha: String,
+    actor: String,
+}
+
+impl Asked {
+    fn new(request: CreditRequest, actor: String) -> Self {
+        let json = canonical_json(&request.idempotency_json());
+        let sha = hex::encode(Sha256::digest(&json));
+        Self {
+            request,
+            json,
+            sha,
+            actor,
+        }
+    }
+}
+
+/// A decision's audit payload, written as canonical JSON straight from its parts.
+#[derive(Serialize)]
+struct AuditPayload<'a> {
+    decision_id: &'a str,
+    request: Verbatim<'a>,
+    request_sha256: &'a str,
+    client: &'a serde_json::Value,
+    policies: &'a [PolicyRef],
+    result: &'a PipelineResult,
+    answer: &'a DecisionTerms,
+    expires_at: Option<String>,
+}
+
 /// A decision made on the client's state as read, not yet written: the state it relied on,
 /// so the writer can check it still holds, and everything the writer records.
 #[derive(Clone, Debug)]
 pub(crate) struct Draft {
-    request: CreditRequest,
-    sha: String,
-    actor: String,
+    asked: Asked,
     now: DateTime<Utc>,
     /// The client as the policies saw it, and whether it is a prospect met now.
     client: Client,
@@ -101,14 +134,11 @@ pub(crate) struct Draft {
 }
 
 /// Runs the active `credit_request` pipeline on `client` and builds the decision to write.
-#[allow(clippy::too_many_arguments)]
 fn draft(
     conn: &mut AnyConnection,
     registry: &PolicyRegistry,
     ttl: Duration,
-    request: CreditRequest,
-    sha: String,
-    actor: String,
+    asked: Asked,
     (client, is_new): (Client, bool),
     now: DateTime<Utc>,
     stamp: Option<Stamp>,
@@ -117,7 +147,7 @@ fn draft(
     let evaluation = run_pipeline(
         registry,
         active.stages(Trigger::CreditRequest),
-        &request,
+        &asked.request,
         client,
     )?;
     let terms = DecisionTerms::from_evaluation(&evaluation);
@@ -125,20 +155,19 @@ fn draft(
         .map_err(|e| ServiceError::Internal(format!("amount {}: {e}", terms.approved_amount)))?;
     let decision_id = uuid::Uuid::now_v7().to_string();
     let expires_at = terms.reserves().then(|| now + ttl);
-    let audit_payload = canonical_json(&json!({
-        "decision_id": decision_id,
-        "request": request.idempotency_json(),
-        "request_sha256": sha,
-        "client": evaluation.client_view,
-        "policies": evaluation.policies,
-        "result": evaluation.result,
-        "answer": terms,
-        "expires_at": expires_at.map(audit::rfc3339),
-    }));
+    let audit_payload = to_canonical_json(&AuditPayload {
+        decision_id: &decision_id,
+        request: Verbatim(&asked.json),
+        request_sha256: &asked.sha,
+        client: &evaluation.client_view,
+        policies: &evaluation.policies,
+        result: &evaluation.result,
+        answer: &terms,
+        expires_at: expires_at.map(audit::rfc3339),
+    })
+    .map_err(|e| ServiceError::Internal(format!("audit payload: {e}")))?;
     Ok(Draft {
-        request,
-        sha,
-        actor,
+        asked,
         now,
         client: evaluation.client,
         is_new,
@@ -167,8 +196,8 @@ pub(crate) fn commit_in_tx(
     generation: i64,
     draft: Draft,
 ) -> Result<Decided, ServiceError> {
-    if let Some(row) = table::by_request_id(conn, &draft.request.request_id)? {
-        return replay(row, &draft.sha);
+    if let Some(row) = table::by_request_id(conn, &draft.asked.request.request_id)? {
+        return replay(row, &draft.asked.sha);
     }
     let now = Utc::now().trunc_subsecs(6);
     let holds = !draft.is_new
@@ -176,7 +205,7 @@ pub(crate) fn commit_in_tx(
         && draft.now.date_naive() == now.date_naive()
         && match draft.stamp {
             Some(stamp) => stamp.holds(
-                client_table::lock_version(conn, &draft.request.client_id)?,
+                client_table::lock_version(conn, &draft.asked.request.client_id)?,
                 now,
             ),
             None => false,
@@ -184,14 +213,8 @@ pub(crate) fn commit_in_tx(
     let draft = if holds {
         draft
     } else {
-        let Draft {
-            request,
-            sha,
-            actor,
-            ..
-        } = draft;
-        let current = client_for(conn, &request, now, Read::Locked)?;
-        self::draft(conn, registry, ttl, request, sha, actor, current, now, None)?
+        let current = client_for(conn, &draft.asked.request, now, Read::Locked)?;
+        self::draft(conn, registry, ttl, draft.asked, current, now, None)?
     };
     write(conn, chain, draft)
 }
@@ -208,14 +231,14 @@ fn write(conn: &mut AnyConnection, chain: &mut Chain, d: Draft) -> Result<Decide
             &d.client,
             limit,
             d.risk.as_ref(),
-            &d.actor,
+            &d.asked.actor,
             d.now,
         )?;
     }
     reserve(
         conn,
         &d.decision_id,
-        &d.request.client_id,
+        &d.asked.request.client_id,
         d.approved,
         d.now,
         d.expires_at,
@@ -225,28 +248,28 @@ fn write(conn: &mut AnyConnection, chain: &mut Chain, d: Draft) -> Result<Decide
         Header {
             kind: "decision",
             subject: format!("decision:{}", d.decision_id),
-            client_id: Some(d.request.client_id.to_string()),
-            actor: d.actor.clone(),
+            client_id: Some(d.asked.request.client_id.to_string()),
+            actor: d.asked.actor.clone(),
         },
         d.audit_payload,
     )?;
     let decision = CreditDecision {
         decision_id: d.decision_id,
-        request_id: d.request.request_id.clone(),
-        client_id: d.request.client_id.to_string(),
+        request_id: d.asked.request.request_id.clone(),
+        client_id: d.asked.request.client_id.to_string(),
         terms: d.terms,
         decided_at: d.now,
         expires_at: d.expires_at,
         resolves: None,
         comment: None,
-        decided_by: d.actor,
+        decided_by: d.asked.actor,
         audit,
     };
     let answer = store_decision(
         conn,
         &decision,
-        &d.sha,
-        d.request.channel.as_str(),
+        &d.asked.sha,
+        d.asked.request.channel.as_str(),
         d.approved.minor(),
     )?;
     Ok(Decided {

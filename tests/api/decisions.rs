@@ -362,9 +362,11 @@ async fn burst(
     futures_util::future::join_all(calls).await
 }
 
-fn approved_total(answers: &[crate::support::Answer]) -> rust_decimal::Decimal {
+fn approved_total<'a>(
+    answers: impl IntoIterator<Item = &'a crate::support::Answer>,
+) -> rust_decimal::Decimal {
     answers
-        .iter()
+        .into_iter()
         .map(|a| {
             assert_eq!(a.status, 201, "{}", a.text);
             a.body["approved_amount"]
@@ -374,6 +376,18 @@ fn approved_total(answers: &[crate::support::Answer]) -> rust_decimal::Decimal {
                 .unwrap()
         })
         .sum()
+}
+
+/// The credit the client's reservations hold, as its exposure says.
+async fn reserved(app: &TestApp, client: &str) -> rust_decimal::Decimal {
+    let answer = app
+        .get(&format!("/v1/clients/{client}"), &app.token(ALL))
+        .await;
+    answer.body["exposure"]["reserved"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 async fn parallel_orders_never_over_commit(backend: Backend) {
@@ -411,19 +425,56 @@ async fn parallel_orders_never_over_commit(backend: Backend) {
         total >= "9800.00".parse().unwrap(),
         "the room is used, not wasted: {total}"
     );
-    let client = app.get("/v1/clients/C-1", &app.token(ALL)).await;
-    assert_eq!(
-        client.body["exposure"]["reserved"]
-            .as_str()
-            .unwrap()
-            .parse::<rust_decimal::Decimal>()
-            .unwrap(),
-        total
-    );
+    assert_eq!(reserved(&app, "C-1").await, total);
     assert_eq!(
         app.get("/v1/audit/verify", &app.token(ALL)).await.body["ok"],
         true
     );
+}
+
+/// A request_id sent twice at once with different amounts: when both reach the decision writer
+/// in one batch, the second fails there (idempotency conflict) and undoes nothing of the others:
+/// every other order of the batch is decided and reserved once, and the chain stays whole.
+async fn a_decision_failing_in_the_writer_fails_alone(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(backend, |s| s.pool_size = 8).await else {
+        return;
+    };
+    given(&app, "C-1", "1000000.00", Facts::good()).await;
+    let calls = (0..32).map(|i| {
+        // Pairs share a request_id and differ in amount; the rest are ordinary orders.
+        let (id, amount) = if i < 16 {
+            (
+                format!("twice-{}", i / 2),
+                if i % 2 == 0 { "100.00" } else { "200.00" },
+            )
+        } else {
+            (format!("once-{i}"), "100.00")
+        };
+        let body = order(&id, "C-1", amount, 30);
+        let app = &app;
+        async move { decide(app, &body).await }
+    });
+    let answers = futures_util::future::join_all(calls).await;
+    for pair in answers[..16].chunks(2) {
+        let mut statuses: Vec<u16> = pair.iter().map(|a| a.status.as_u16()).collect();
+        statuses.sort_unstable();
+        assert_eq!(statuses, [201, 409], "{} / {}", pair[0].text, pair[1].text);
+    }
+    let decided: Vec<_> = answers.iter().filter(|a| a.status == 201).collect();
+    assert_eq!(decided.len(), 8 + 16);
+    let total = approved_total(decided.iter().copied());
+    assert_eq!(reserved(&app, "C-1").await, total);
+    let token = app.token(ALL);
+    let listed = app
+        .get("/v1/credit-decisions?client_id=C-1&limit=100", &token)
+        .await;
+    assert_eq!(
+        listed.body["items"].as_array().unwrap().len(),
+        decided.len(),
+        "{}",
+        listed.text
+    );
+    assert_eq!(app.get("/v1/audit/verify", &token).await.body["ok"], true);
 }
 
 async fn two_processes_on_one_postgres_never_over_commit(backend: Backend) {
@@ -449,15 +500,7 @@ async fn two_processes_on_one_postgres_never_over_commit(backend: Backend) {
     let answers = burst(&[&a, &b], "C-1", 30, "700.00").await;
     let total = approved_total(&answers);
     assert!(total <= "10000.00".parse().unwrap(), "reserved {total}");
-    let client = b.get("/v1/clients/C-1", &b.token(ALL)).await;
-    assert_eq!(
-        client.body["exposure"]["reserved"]
-            .as_str()
-            .unwrap()
-            .parse::<rust_decimal::Decimal>()
-            .unwrap(),
-        total
-    );
+    assert_eq!(reserved(&b, "C-1").await, total);
     let verify = a.get("/v1/audit/verify", &a.token(ALL)).await;
     assert_eq!(
         verify.body["ok"], true,
@@ -705,6 +748,7 @@ on_both_backends!(
     prospects_are_created_and_pay_a_deposit,
     input_errors,
     parallel_orders_never_over_commit,
+    a_decision_failing_in_the_writer_fails_alone,
     two_processes_on_one_postgres_never_over_commit,
     reviews_are_resolved_once,
     expired_reservations_are_not_counted,
