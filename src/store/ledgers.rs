@@ -156,48 +156,22 @@ pub fn save(
     Ok(())
 }
 
-/// Writes the projection of a client and its review in one statement (what a batch of
-/// events does for each client it touched: half the updates of [`save`] then
-/// [`save_review`]).
-pub fn save_reviewed(
+/// Writes the projection a batch of events left on a client and marks its review pending
+/// (the batch reviews it in a second transaction, see `service::events`). One UPDATE per
+/// client of every batch: prepared once (see `prepared`).
+pub fn save_pending(
     conn: &mut AnyConnection,
     client_id: &str,
     ledger: &Ledger,
-    r: &Reviewed<'_>,
+    at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let change = ledger_change(ledger, r.at);
-    let review = (
-        clients::credit_limit_minor.eq(r.credit_limit_minor),
-        clients::status.eq(r.status.as_str()),
-        clients::next_review_on.eq(r.next_review_on),
-    );
-    // One UPDATE per client of every batch of events: prepared once (see `prepared`).
-    struct WithRisk;
-    struct KeepingRisk;
+    struct Pending;
+    let values = (ledger_change(ledger, at), clients::review_pending.eq(true));
     let target = clients::client_id.eq(client_id);
-    match r.risk {
-        Some(risk) => {
-            let factors = serde_json::to_string(&risk.factors).map_err(StoreError::corrupt)?;
-            let values = (
-                change,
-                review,
-                clients::risk_score.eq(Some(i64::from(risk.score))),
-                clients::risk_band.eq(Some(risk.band.as_str())),
-                clients::risk_factors.eq(Some(factors)),
-            );
-            prepared::execute(
-                conn,
-                Update::<_, _, WithRisk>::new("clients", values, target),
-            )
-        }
-        None => {
-            let values = (change, review);
-            prepared::execute(
-                conn,
-                Update::<_, _, KeepingRisk>::new("clients", values, target),
-            )
-        }
-    }
+    prepared::execute(
+        conn,
+        Update::<_, _, Pending>::new("clients", values, target),
+    )
     .map_err(classify)?;
     Ok(())
 }
@@ -213,37 +187,49 @@ pub struct Reviewed<'a> {
     pub at: DateTime<Utc>,
 }
 
+/// Writes a review back and clears the client's review mark: a review is always of the
+/// client's current state, so it covers every batch that marked it. Prepared once (see
+/// `prepared`): a batch of events writes one per client.
 pub fn save_review(
     conn: &mut AnyConnection,
     client_id: &str,
     r: &Reviewed<'_>,
 ) -> Result<(), StoreError> {
-    let target = clients::table.find(client_id);
+    struct WithRisk;
+    struct KeepingRisk;
+    let target = clients::client_id.eq(client_id);
     let common = (
         clients::credit_limit_minor.eq(r.credit_limit_minor),
         clients::status.eq(r.status.as_str()),
         clients::next_review_on.eq(r.next_review_on),
         clients::updated_at.eq(r.at.naive_utc()),
+        clients::review_pending.eq(false),
     );
     match r.risk {
         Some(risk) => {
             let factors = serde_json::to_string(&risk.factors).map_err(StoreError::corrupt)?;
-            diesel::update(target)
-                .set((
-                    common,
-                    clients::risk_score.eq(Some(i64::from(risk.score))),
-                    clients::risk_band.eq(Some(risk.band.as_str())),
-                    clients::risk_factors.eq(Some(factors)),
-                ))
-                .execute(conn)
+            let values = (
+                common,
+                clients::risk_score.eq(Some(i64::from(risk.score))),
+                clients::risk_band.eq(Some(risk.band.as_str())),
+                clients::risk_factors.eq(Some(factors)),
+            );
+            prepared::execute(
+                conn,
+                Update::<_, _, WithRisk>::new("clients", values, target),
+            )
         }
-        None => diesel::update(target).set(common).execute(conn),
+        None => prepared::execute(
+            conn,
+            Update::<_, _, KeepingRisk>::new("clients", common, target),
+        ),
     }
     .map_err(classify)?;
     Ok(())
 }
 
-/// Clients whose next review day has come, at most `limit`, in `client_id` order after `after`.
+/// Clients whose next review day has come or whose review is pending (a batch of events
+/// committed and not reviewed yet), at most `limit`, in `client_id` order after `after`.
 pub fn due_for_review(
     conn: &mut AnyConnection,
     today: NaiveDate,
@@ -251,7 +237,11 @@ pub fn due_for_review(
     limit: i64,
 ) -> Result<Vec<String>, StoreError> {
     clients::table
-        .filter(clients::next_review_on.le(today))
+        .filter(
+            clients::next_review_on
+                .le(today)
+                .or(clients::review_pending.eq(true)),
+        )
         .filter(clients::client_id.gt(after))
         .order(clients::client_id.asc())
         .limit(limit)
@@ -260,19 +250,19 @@ pub fn due_for_review(
         .map_err(classify)
 }
 
-/// Whether the client's next review day has come.
+/// Whether the client's next review day has come or its review is pending.
 pub fn review_due(
     conn: &mut AnyConnection,
     client_id: &str,
     today: NaiveDate,
 ) -> Result<bool, StoreError> {
-    let day: Option<Option<NaiveDate>> = clients::table
+    let found: Option<(Option<NaiveDate>, bool)> = clients::table
         .find(client_id)
-        .select(clients::next_review_on)
+        .select((clients::next_review_on, clients::review_pending))
         .first(conn)
         .optional()
         .map_err(classify)?;
-    Ok(day.flatten().is_some_and(|d| d <= today))
+    Ok(found.is_some_and(|(day, pending)| pending || day.is_some_and(|d| d <= today)))
 }
 
 /// Whether the client exists.

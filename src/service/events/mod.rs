@@ -2,9 +2,12 @@
 //! rest), then applied in one write transaction: the clients named are locked in id order,
 //! each event is checked (unknown client, currency, idempotency, reservation) and applied to
 //! its client's projection, the accepted ones are logged, and every client with accepted
-//! events is re-scored and reviewed once. Accepted events are committed before the answer.
+//! events is marked for review. Then each such client is re-scored and reviewed once, off the
+//! writer, and the reviews written in a second short transaction (see `review`). Accepted
+//! events and their reviews are committed before the answer.
 
 mod batch;
+mod review;
 
 use std::sync::Arc;
 
@@ -50,8 +53,9 @@ impl Ingested {
 }
 
 /// Ingests a batch of raw events (already bounded in number by the caller). The events are
-/// read before the batch queues for the writer (see `Store::with_event_writer`), so only the
-/// transaction itself is serialised.
+/// read before the batch queues for the writer (see `Store::with_event_writer`), and the
+/// reviews run on a pooled connection between the batch's two write transactions, so only
+/// the writing itself is serialised.
 pub async fn ingest(
     store: &Store,
     registry: Arc<PolicyRegistry>,
@@ -62,11 +66,7 @@ pub async fn ingest(
         .blocking(move |store| {
             let now = Utc::now().trunc_subsecs(6);
             let drafts = read(&raw, now);
-            store.with_event_writer(|conn| {
-                write_tx_retrying(conn, |conn| {
-                    batch::apply(conn, &registry, &drafts, &actor, now)
-                })
-            })
+            ingest_in(&mut { store }, &registry, &drafts, &actor, now)
         })
         .await
 }
@@ -81,13 +81,77 @@ pub fn ingest_at(
 ) -> Result<Ingested, ServiceError> {
     let now = now.trunc_subsecs(6);
     let drafts = read(raw, now);
-    write_tx_retrying(conn, |conn| {
-        batch::apply(conn, registry, &drafts, actor, now)
+    ingest_in(&mut { conn }, registry, &drafts, actor, now)
+}
+
+fn ingest_in<C: Connections>(
+    conns: &mut C,
+    registry: &PolicyRegistry,
+    drafts: &[Draft],
+    actor: &str,
+    now: DateTime<Utc>,
+) -> Result<Ingested, ServiceError> {
+    let applied = conns.writing(|conn| batch::apply(conn, drafts, actor, now))?;
+    let reviews = review::all(conns, registry, &applied.touched, actor, now)?;
+    Ok(Ingested {
+        results: applied.results,
+        reviews,
     })
 }
 
+/// Where a batch writes (its write transactions) and reads (its reviews' clients).
+trait Connections {
+    /// Runs `f` in a write transaction (run again on a conflict).
+    fn writing<T>(
+        &mut self,
+        f: impl FnMut(&mut AnyConnection) -> Result<T, ServiceError>,
+    ) -> Result<T, ServiceError>;
+    fn reading<T>(
+        &mut self,
+        f: impl FnOnce(&mut AnyConnection) -> Result<T, ServiceError>,
+    ) -> Result<T, ServiceError>;
+}
+
+/// The server: the event writer, and a pooled connection to read.
+impl Connections for &Store {
+    fn writing<T>(
+        &mut self,
+        f: impl FnMut(&mut AnyConnection) -> Result<T, ServiceError>,
+    ) -> Result<T, ServiceError> {
+        self.with_event_writer(|conn| write_tx_retrying(conn, f))
+    }
+
+    fn reading<T>(
+        &mut self,
+        f: impl FnOnce(&mut AnyConnection) -> Result<T, ServiceError>,
+    ) -> Result<T, ServiceError> {
+        let mut conn = self.get()?;
+        f(&mut conn)
+    }
+}
+
+/// One connection for both (the CLI import, the tests).
+impl Connections for &mut AnyConnection {
+    fn writing<T>(
+        &mut self,
+        f: impl FnMut(&mut AnyConnection) -> Result<T, ServiceError>,
+    ) -> Result<T, ServiceError> {
+        write_tx_retrying(self, f)
+    }
+
+    fn reading<T>(
+        &mut self,
+        f: impl FnOnce(&mut AnyConnection) -> Result<T, ServiceError>,
+    ) -> Result<T, ServiceError> {
+        f(self)
+    }
+}
+
+/// A raw event's id (when usable) and its draft or why it is refused.
+type Draft = (Option<String>, Result<EventDraft, Rejection>);
+
 /// Each raw event's id (when usable) and its draft or why it is refused.
-fn read(raw: &[Value], now: DateTime<Utc>) -> Vec<(Option<String>, Result<EventDraft, Rejection>)> {
+fn read(raw: &[Value], now: DateTime<Utc>) -> Vec<Draft> {
     raw.iter()
         .map(|v| (events::raw_event_id(v), events::parse(v, now)))
         .collect()

@@ -1,0 +1,2 @@
+DROP INDEX clients_review_pending;
+ALTER TABLE clients DROP COLUMN review_pending;
