@@ -63,11 +63,7 @@ pub async fn ingest(
     actor: String,
 ) -> Result<Ingested, ServiceError> {
     store
-        .blocking(move |store| {
-            let now = Utc::now().trunc_subsecs(6);
-            let drafts = read(&raw, now);
-            ingest_in(&mut { store }, &registry, &drafts, &actor, now)
-        })
+        .blocking(move |store| ingest_with(&mut { store }, &registry, &raw, &actor, Utc::now()))
         .await
 }
 
@@ -79,19 +75,20 @@ pub fn ingest_at(
     actor: &str,
     now: DateTime<Utc>,
 ) -> Result<Ingested, ServiceError> {
-    let now = now.trunc_subsecs(6);
-    let drafts = read(raw, now);
-    ingest_in(&mut { conn }, registry, &drafts, actor, now)
+    ingest_with(&mut { conn }, registry, raw, actor, now)
 }
 
-fn ingest_in<C: Connections>(
+/// [`ingest`] through `conns`, as of `now`.
+pub fn ingest_with<C: Connections>(
     conns: &mut C,
     registry: &PolicyRegistry,
-    drafts: &[Draft],
+    raw: &[Value],
     actor: &str,
     now: DateTime<Utc>,
 ) -> Result<Ingested, ServiceError> {
-    let applied = conns.writing(|conn| batch::apply(conn, drafts, actor, now))?;
+    let now = now.trunc_subsecs(6);
+    let drafts = read(raw, now);
+    let applied = conns.writing(|conn| batch::apply(conn, &drafts, actor, now))?;
     let reviews = review::all(conns, registry, &applied.touched, actor, now)?;
     Ok(Ingested {
         results: applied.results,
@@ -99,13 +96,15 @@ fn ingest_in<C: Connections>(
     })
 }
 
-/// Where a batch writes (its write transactions) and reads (its reviews' clients).
-trait Connections {
+/// Where a batch writes (its two write transactions) and reads (its reviews' clients): the
+/// server's store, or one connection; a test can put a concurrent write between the two.
+pub trait Connections {
     /// Runs `f` in a write transaction (run again on a conflict).
     fn writing<T>(
         &mut self,
         f: impl FnMut(&mut AnyConnection) -> Result<T, ServiceError>,
     ) -> Result<T, ServiceError>;
+    /// Runs `f` on a connection that reads what the write transactions committed.
     fn reading<T>(
         &mut self,
         f: impl FnOnce(&mut AnyConnection) -> Result<T, ServiceError>,

@@ -2,6 +2,7 @@
 //! scheduled pass, listing and the portfolio.
 
 mod batch;
+mod pending;
 mod reading;
 mod rebuild;
 mod reviews;
