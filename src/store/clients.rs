@@ -212,41 +212,13 @@ pub fn lock_version(conn: &mut AnyConnection, id: &ClientId) -> Result<Option<i6
     .map_err(classify)
 }
 
-/// The versions of these clients (those that exist), their rows locked in `client_id` order
-/// until the transaction ends on PostgreSQL (SQLite's write transaction already holds the
-/// database): what a batch of events compares with the versions its reviews were run on.
-pub fn lock_versions(
-    conn: &mut AnyConnection,
-    ids: &[&str],
-) -> Result<Vec<(String, i64)>, StoreError> {
-    let query = || {
-        clients::table
-            .filter(clients::client_id.eq_any(ids))
-            .order(clients::client_id.asc())
-            .select((clients::client_id, clients::version))
-    };
-    match conn {
-        AnyConnection::Postgres(pg) => query().for_update().load(pg),
-        AnyConnection::Sqlite(lite) => query().load(lite),
-    }
-    .map_err(classify)
-}
-
-/// A client as its review reads it, with its version when read.
-pub struct ForReview {
-    pub client: Client,
-    pub reviewing: live::Reviewing,
-    /// Read with the row, before the rest: a write in between has bumped it past this.
-    pub version: i64,
-}
-
 /// The clients of a batch of events as their reviews read them, in four queries whatever
 /// their number; those that do not exist are left out.
 pub fn find_many_for_review(
     conn: &mut AnyConnection,
     ids: &[&str],
     now: DateTime<Utc>,
-) -> Result<Vec<ForReview>, StoreError> {
+) -> Result<Vec<(Client, live::Reviewing)>, StoreError> {
     let rows: Vec<ClientRow> = clients::table
         .filter(clients::client_id.eq_any(ids))
         .select(ClientRow::as_select())
@@ -256,12 +228,7 @@ pub fn find_many_for_review(
     rows.into_iter()
         .map(|r| {
             let extra = reviewing.remove(&r.client_id).unwrap_or_default();
-            let version = r.version;
-            Ok(ForReview {
-                client: r.into_client(&extra.read)?,
-                reviewing: extra,
-                version,
-            })
+            Ok((r.into_client(&extra.read)?, extra))
         })
         .collect()
 }

@@ -156,22 +156,48 @@ pub fn save(
     Ok(())
 }
 
-/// Writes the projection a batch of events left on a client and marks its review pending
-/// (the batch reviews it in a second transaction, see `service::events`). One UPDATE per
-/// client of every batch: prepared once (see `prepared`).
-pub fn save_pending(
+/// Writes the projection of a client and its review in one statement (what a batch of
+/// events does for each client it touched: half the updates of [`save`] then
+/// [`save_review`]).
+pub fn save_reviewed(
     conn: &mut AnyConnection,
     client_id: &str,
     ledger: &Ledger,
-    at: DateTime<Utc>,
+    r: &Reviewed<'_>,
 ) -> Result<(), StoreError> {
-    struct Pending;
-    let values = (ledger_change(ledger, at), clients::review_pending.eq(true));
+    let change = ledger_change(ledger, r.at);
+    let review = (
+        clients::credit_limit_minor.eq(r.credit_limit_minor),
+        clients::status.eq(r.status.as_str()),
+        clients::next_review_on.eq(r.next_review_on),
+    );
+    // One UPDATE per client of every batch of events: prepared once (see `prepared`).
+    struct WithRisk;
+    struct KeepingRisk;
     let target = clients::client_id.eq(client_id);
-    prepared::execute(
-        conn,
-        Update::<_, _, Pending>::new("clients", values, target),
-    )
+    match r.risk {
+        Some(risk) => {
+            let factors = serde_json::to_string(&risk.factors).map_err(StoreError::corrupt)?;
+            let values = (
+                change,
+                review,
+                clients::risk_score.eq(Some(i64::from(risk.score))),
+                clients::risk_band.eq(Some(risk.band.as_str())),
+                clients::risk_factors.eq(Some(factors)),
+            );
+            prepared::execute(
+                conn,
+                Update::<_, _, WithRisk>::new("clients", values, target),
+            )
+        }
+        None => {
+            let values = (change, review);
+            prepared::execute(
+                conn,
+                Update::<_, _, KeepingRisk>::new("clients", values, target),
+            )
+        }
+    }
     .map_err(classify)?;
     Ok(())
 }
@@ -187,49 +213,37 @@ pub struct Reviewed<'a> {
     pub at: DateTime<Utc>,
 }
 
-/// Writes a review back and clears the client's review mark: a review is always of the
-/// client's current state, so it covers every batch that marked it. Prepared once (see
-/// `prepared`): a batch of events writes one per client.
 pub fn save_review(
     conn: &mut AnyConnection,
     client_id: &str,
     r: &Reviewed<'_>,
 ) -> Result<(), StoreError> {
-    struct WithRisk;
-    struct KeepingRisk;
-    let target = clients::client_id.eq(client_id);
+    let target = clients::table.find(client_id);
     let common = (
         clients::credit_limit_minor.eq(r.credit_limit_minor),
         clients::status.eq(r.status.as_str()),
         clients::next_review_on.eq(r.next_review_on),
         clients::updated_at.eq(r.at.naive_utc()),
-        clients::review_pending.eq(false),
     );
     match r.risk {
         Some(risk) => {
             let factors = serde_json::to_string(&risk.factors).map_err(StoreError::corrupt)?;
-            let values = (
-                common,
-                clients::risk_score.eq(Some(i64::from(risk.score))),
-                clients::risk_band.eq(Some(risk.band.as_str())),
-                clients::risk_factors.eq(Some(factors)),
-            );
-            prepared::execute(
-                conn,
-                Update::<_, _, WithRisk>::new("clients", values, target),
-            )
+            diesel::update(target)
+                .set((
+                    common,
+                    clients::risk_score.eq(Some(i64::from(risk.score))),
+                    clients::risk_band.eq(Some(risk.band.as_str())),
+                    clients::risk_factors.eq(Some(factors)),
+                ))
+                .execute(conn)
         }
-        None => prepared::execute(
-            conn,
-            Update::<_, _, KeepingRisk>::new("clients", common, target),
-        ),
+        None => diesel::update(target).set(common).execute(conn),
     }
     .map_err(classify)?;
     Ok(())
 }
 
-/// Clients whose next review day has come or whose review is pending (a batch of events
-/// committed and not reviewed yet), at most `limit`, in `client_id` order after `after`.
+/// Clients whose next review day has come, at most `limit`, in `client_id` order after `after`.
 pub fn due_for_review(
     conn: &mut AnyConnection,
     today: NaiveDate,
@@ -237,11 +251,7 @@ pub fn due_for_review(
     limit: i64,
 ) -> Result<Vec<String>, StoreError> {
     clients::table
-        .filter(
-            clients::next_review_on
-                .le(today)
-                .or(clients::review_pending.eq(true)),
-        )
+        .filter(clients::next_review_on.le(today))
         .filter(clients::client_id.gt(after))
         .order(clients::client_id.asc())
         .limit(limit)
@@ -250,19 +260,19 @@ pub fn due_for_review(
         .map_err(classify)
 }
 
-/// Whether the client's next review day has come or its review is pending.
+/// Whether the client's next review day has come.
 pub fn review_due(
     conn: &mut AnyConnection,
     client_id: &str,
     today: NaiveDate,
 ) -> Result<bool, StoreError> {
-    let found: Option<(Option<NaiveDate>, bool)> = clients::table
+    let day: Option<Option<NaiveDate>> = clients::table
         .find(client_id)
-        .select((clients::next_review_on, clients::review_pending))
+        .select(clients::next_review_on)
         .first(conn)
         .optional()
         .map_err(classify)?;
-    Ok(found.is_some_and(|(day, pending)| pending || day.is_some_and(|d| d <= today)))
+    Ok(day.flatten().is_some_and(|d| d <= today))
 }
 
 /// Whether the client exists.

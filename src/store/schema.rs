@@ -31,7 +31,6 @@ diesel::table! {
         legal_status_changed_at -> Nullable<Timestamp>,
         next_review_on -> Nullable<Date>,
         version -> BigInt,
-        review_pending -> Bool,
     }
 }
 

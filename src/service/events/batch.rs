@@ -1,6 +1,6 @@
-//! One batch inside its first write transaction: load what the events touch, decide each
-//! event in order against the state the earlier ones left, then write everything and mark
-//! each client with accepted events for review (see `review`).
+//! One batch inside its write transaction: load what the events touch, decide each event in
+//! order against the state the earlier ones left, then write everything and review once per
+//! client.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -8,18 +8,22 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::{EventResult, EventStatus};
+use super::{EventResult, EventStatus, Ingested};
 use crate::audit::canonical_json;
 use crate::domain::events::{ClientEvent, EventBody, EventDraft, Rejection, RejectionCode};
+use crate::domain::ledger::Ledger;
 use crate::domain::ledger::{self, Invoice, Notice};
+use crate::domain::{Client, Insurance, Money};
 use crate::service::ServiceError;
+use crate::service::policies::PolicyRegistry;
+use crate::service::reviews::{self, Cause, ReviewRef};
 use crate::store::alerts::{self, AlertRow};
 use crate::store::events::{self as log, NewEvent};
 use crate::store::ledgers::{self, Account};
 use crate::store::reservations::{self, Settlement};
-use crate::store::{AnyConnection, invoices};
+use crate::store::{AnyConnection, clients, invoices, live};
 
-use super::Draft;
+type Draft = (Option<String>, Result<EventDraft, Rejection>);
 /// An event ready to apply: itself, its normalised JSON, that JSON in canonical form (what the
 /// log stores) and its sha256.
 type Ready = (ClientEvent, Value, String, String);
@@ -41,19 +45,13 @@ struct Batch<'a> {
     touched: BTreeMap<String, Vec<Value>>,
 }
 
-/// What the first transaction of a batch did: one result per event, and the clients with
-/// accepted events (marked for review), each with its events' JSON in order.
-pub(super) struct Applied {
-    pub results: Vec<EventResult>,
-    pub touched: BTreeMap<String, Vec<Value>>,
-}
-
 pub(super) fn apply(
     conn: &mut AnyConnection,
+    registry: &PolicyRegistry,
     drafts: &[Draft],
     actor: &str,
     now: DateTime<Utc>,
-) -> Result<Applied, ServiceError> {
+) -> Result<Ingested, ServiceError> {
     let mut client_ids: Vec<&str> = drafts
         .iter()
         .filter_map(|(_, d)| d.as_ref().ok())
@@ -83,10 +81,8 @@ pub(super) fn apply(
         });
     }
     b.write(conn)?;
-    Ok(Applied {
-        results,
-        touched: b.touched,
-    })
+    let reviews = b.review(conn, registry)?;
+    Ok(Ingested { results, reviews })
 }
 
 /// Makes a draft exact in its client's currency, with its normalised JSON and digest.
@@ -282,8 +278,52 @@ impl<'a> Batch<'a> {
         })
     }
 
-    /// Logs the accepted events, writes the invoices and alerts they changed, and each
-    /// touched client's projection with its review mark.
+    /// Re-scores and reviews each client with accepted events, once, on its new state; its
+    /// projection is written with the review. The clients, their open due dates and their
+    /// recent alerts are read for all of them at once (six queries), after the invoices and
+    /// alerts of the batch are written.
+    fn review(
+        &self,
+        conn: &mut AnyConnection,
+        registry: &PolicyRegistry,
+    ) -> Result<Vec<ReviewRef>, ServiceError> {
+        if self.touched.is_empty() {
+            return Ok(Vec::new());
+        }
+        let active = registry.active(conn)?;
+        let ids: Vec<&str> = self.touched.keys().map(String::as_str).collect();
+        let mut read: HashMap<String, (Client, live::Reviewing)> =
+            clients::find_many_for_review(conn, &ids, self.now)?
+                .into_iter()
+                .map(|(c, extra)| (c.client_id.to_string(), (c, extra)))
+                .collect();
+        let mut reviews = Vec::new();
+        for (client, events) in &self.touched {
+            let Some(account) = self.accounts.get(client) else {
+                continue;
+            };
+            let (mut c, extra) = read.remove(client).ok_or_else(|| ServiceError::NotFound {
+                what: format!("client `{client}`"),
+            })?;
+            with_ledger(&mut c, &account.ledger, self.now);
+            let r = reviews::Read {
+                client: c,
+                open_due_dates: extra.open_due_dates,
+                recent_alerts: extra.recent_alerts,
+                ledger: Some(&account.ledger),
+            };
+            let cause = Cause::Events(events);
+            if let Some(review) =
+                reviews::review_read(conn, registry, &active, r, cause, self.actor, self.now)?
+            {
+                reviews.push(review);
+            }
+        }
+        Ok(reviews)
+    }
+
+    /// Logs the accepted events and writes the invoices and alerts they changed (the
+    /// client-level projection is written with the review).
     fn write(&mut self, conn: &mut AnyConnection) -> Result<(), ServiceError> {
         if self.new_events.is_empty() {
             return Ok(());
@@ -306,11 +346,25 @@ impl<'a> Batch<'a> {
             .filter_map(|key| self.invoices.get(key).map(|inv| (key.0.as_str(), inv)))
             .collect();
         invoices::upsert_many(conn, &dirty)?;
-        for client in self.touched.keys() {
-            if let Some(account) = self.accounts.get(client) {
-                ledgers::save_pending(conn, client, &account.ledger, self.now)?;
-            }
-        }
         Ok(())
     }
+}
+
+/// The client as read, with the projection of this batch in place of the stored one (not
+/// written yet): what `clients::find_at` would read once it is.
+fn with_ledger(client: &mut Client, ledger: &Ledger, now: DateTime<Utc>) {
+    let money = |minor| Money::from_minor(minor, client.currency);
+    let state = &mut client.state;
+    state.open_invoices = money(ledger.open_invoices_minor);
+    state.invoices_paid = ledger.invoices_paid;
+    state.paid_late = ledger.paid_late;
+    state.total_days_late = ledger.total_days_late;
+    state.insurance = ledger.insurance.as_ref().map(|c| Insurance {
+        insurer: c.insurer.clone(),
+        insured_amount: money(c.insured_minor),
+        valid_until: c.valid_until,
+    });
+    state.external_score = ledger.external_score.clone();
+    state.legal_status = ledger.legal_status;
+    client.updated_at = now;
 }

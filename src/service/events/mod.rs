@@ -2,12 +2,9 @@
 //! rest), then applied in one write transaction: the clients named are locked in id order,
 //! each event is checked (unknown client, currency, idempotency, reservation) and applied to
 //! its client's projection, the accepted ones are logged, and every client with accepted
-//! events is marked for review. Then each such client is re-scored and reviewed once, off the
-//! writer, and the reviews written in a second short transaction (see `review`). Accepted
-//! events and their reviews are committed before the answer.
+//! events is re-scored and reviewed once. Accepted events are committed before the answer.
 
 mod batch;
-mod review;
 
 use std::sync::Arc;
 
@@ -53,9 +50,8 @@ impl Ingested {
 }
 
 /// Ingests a batch of raw events (already bounded in number by the caller). The events are
-/// read before the batch queues for the writer (see `Store::with_event_writer`), and the
-/// reviews run on a pooled connection between the batch's two write transactions, so only
-/// the writing itself is serialised.
+/// read before the batch queues for the writer (see `Store::with_event_writer`), so only the
+/// transaction itself is serialised.
 pub async fn ingest(
     store: &Store,
     registry: Arc<PolicyRegistry>,
@@ -63,7 +59,15 @@ pub async fn ingest(
     actor: String,
 ) -> Result<Ingested, ServiceError> {
     store
-        .blocking(move |store| ingest_with(&mut { store }, &registry, &raw, &actor, Utc::now()))
+        .blocking(move |store| {
+            let now = Utc::now().trunc_subsecs(6);
+            let drafts = read(&raw, now);
+            store.with_event_writer(|conn| {
+                write_tx_retrying(conn, |conn| {
+                    batch::apply(conn, &registry, &drafts, &actor, now)
+                })
+            })
+        })
         .await
 }
 
@@ -75,82 +79,15 @@ pub fn ingest_at(
     actor: &str,
     now: DateTime<Utc>,
 ) -> Result<Ingested, ServiceError> {
-    ingest_with(&mut { conn }, registry, raw, actor, now)
-}
-
-/// [`ingest`] through `conns`, as of `now`.
-pub fn ingest_with<C: Connections>(
-    conns: &mut C,
-    registry: &PolicyRegistry,
-    raw: &[Value],
-    actor: &str,
-    now: DateTime<Utc>,
-) -> Result<Ingested, ServiceError> {
     let now = now.trunc_subsecs(6);
     let drafts = read(raw, now);
-    let applied = conns.writing(|conn| batch::apply(conn, &drafts, actor, now))?;
-    let reviews = review::all(conns, registry, &applied.touched, actor, now)?;
-    Ok(Ingested {
-        results: applied.results,
-        reviews,
+    write_tx_retrying(conn, |conn| {
+        batch::apply(conn, registry, &drafts, actor, now)
     })
 }
 
-/// Where a batch writes (its two write transactions) and reads (its reviews' clients): the
-/// server's store, or one connection; a test can put a concurrent write between the two.
-pub trait Connections {
-    /// Runs `f` in a write transaction (run again on a conflict).
-    fn writing<T>(
-        &mut self,
-        f: impl FnMut(&mut AnyConnection) -> Result<T, ServiceError>,
-    ) -> Result<T, ServiceError>;
-    /// Runs `f` on a connection that reads what the write transactions committed.
-    fn reading<T>(
-        &mut self,
-        f: impl FnOnce(&mut AnyConnection) -> Result<T, ServiceError>,
-    ) -> Result<T, ServiceError>;
-}
-
-/// The server: the event writer, and a pooled connection to read.
-impl Connections for &Store {
-    fn writing<T>(
-        &mut self,
-        f: impl FnMut(&mut AnyConnection) -> Result<T, ServiceError>,
-    ) -> Result<T, ServiceError> {
-        self.with_event_writer(|conn| write_tx_retrying(conn, f))
-    }
-
-    fn reading<T>(
-        &mut self,
-        f: impl FnOnce(&mut AnyConnection) -> Result<T, ServiceError>,
-    ) -> Result<T, ServiceError> {
-        let mut conn = self.get()?;
-        f(&mut conn)
-    }
-}
-
-/// One connection for both (the CLI import, the tests).
-impl Connections for &mut AnyConnection {
-    fn writing<T>(
-        &mut self,
-        f: impl FnMut(&mut AnyConnection) -> Result<T, ServiceError>,
-    ) -> Result<T, ServiceError> {
-        write_tx_retrying(self, f)
-    }
-
-    fn reading<T>(
-        &mut self,
-        f: impl FnOnce(&mut AnyConnection) -> Result<T, ServiceError>,
-    ) -> Result<T, ServiceError> {
-        f(self)
-    }
-}
-
-/// A raw event's id (when usable) and its draft or why it is refused.
-type Draft = (Option<String>, Result<EventDraft, Rejection>);
-
 /// Each raw event's id (when usable) and its draft or why it is refused.
-fn read(raw: &[Value], now: DateTime<Utc>) -> Vec<Draft> {
+fn read(raw: &[Value], now: DateTime<Utc>) -> Vec<(Option<String>, Result<EventDraft, Rejection>)> {
     raw.iter()
         .map(|v| (events::raw_event_id(v), events::parse(v, now)))
         .collect()

@@ -2,7 +2,6 @@
 //! scheduled pass, listing and the portfolio.
 
 mod batch;
-mod pending;
 mod reading;
 mod rebuild;
 mod reviews;
