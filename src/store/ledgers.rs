@@ -170,6 +170,9 @@ pub fn save_reviewed(
         clients::credit_limit_minor.eq(r.credit_limit_minor),
         clients::status.eq(r.status.as_str()),
         clients::next_review_on.eq(r.next_review_on),
+        // Bumped here, not by the row's trigger (migration 000010), which would run a second
+        // UPDATE of the row for every client of every batch.
+        clients::version.eq(clients::version + 1),
     );
     // One UPDATE per client of every batch of events: prepared once (see `prepared`).
     struct WithRisk;
