@@ -16,9 +16,7 @@ use crate::domain::review::{DAYS_PAST_DUE_STEPS, next_review_on};
 use crate::domain::{
     Client, ClientId, ClientStatus, ClientView, Money, Risk, RiskBand, RiskFactor,
 };
-use crate::policy::{
-    self, Baseline, Outcome, PipelineResult, PolicyEngine, PolicyInput, Stage, Trigger,
-};
+use crate::policy::{self, Baseline, Outcome, PipelineResult, PolicyInput, Stage, Trigger};
 use crate::store::ledgers::{self, Reviewed};
 use crate::store::{AnyConnection, clients, invoices, live};
 
@@ -70,102 +68,62 @@ pub fn review(
         client,
         open_due_dates: due,
         recent_alerts: alerts,
+        ledger: None,
     };
-    let stages = active.stages(Trigger::ClientEvent);
-    let computed = compute(registry.engine(), stages, read, &cause, now)?;
-    write(conn, stages, &computed, &cause, actor, now, None)
+    review_read(conn, registry, active, read, cause, actor, now)
 }
 
 /// A client as a review reads it: read once for many clients by a batch of events.
-pub struct Read {
+pub struct Read<'a> {
     pub client: Client,
     /// Due dates of its open invoices, and when its recent sales alerts occurred: the days
     /// time alone will change its risk.
     pub open_due_dates: Vec<NaiveDate>,
     pub recent_alerts: Vec<DateTime<Utc>>,
+    /// Its projection, to write in the same statement as the review (a batch of events
+    /// writes both at once); `None` when it is stored already.
+    pub ledger: Option<&'a Ledger>,
 }
 
-/// A review run on a client as read, not written yet: a batch of events runs its clients'
-/// pipelines on two threads, then writes the reviews in order.
-pub struct Computed {
-    client: Client,
-    run: Run,
-    risk: Option<Risk>,
-    standing: Standing,
-    next_review_on: Option<NaiveDate>,
-}
-
-impl Computed {
-    pub fn client_id(&self) -> &ClientId {
-        &self.client.client_id
-    }
-}
-
-/// Runs the `client_event` pipeline (`stages`) on a client already read. Touches no database.
-pub fn compute(
-    engine: &PolicyEngine,
-    stages: &[Stage],
-    read: Read,
-    cause: &Cause<'_>,
+/// [`review`] of a client already read.
+pub fn review_read(
+    conn: &mut AnyConnection,
+    registry: &PolicyRegistry,
+    active: &ActiveSet,
+    read: Read<'_>,
+    cause: Cause<'_>,
+    actor: &str,
     now: DateTime<Utc>,
-) -> Result<Computed, ServiceError> {
-    let client = read.client;
-    let run = run_on(engine, stages, &client, cause, now)?;
-    let risk = risk_of(&run.result);
-    let standing = Standing::after(&client, &run.result);
+) -> Result<Option<ReviewRef>, ServiceError> {
+    let client = &read.client;
+    let id = &client.client_id;
+    let stages = active.stages(Trigger::ClientEvent);
+    let Run {
+        event,
+        view,
+        result,
+    } = run(registry, stages, client, &cause, now)?;
+
+    let risk = risk_of(&result);
+    let Standing {
+        limit,
+        status,
+        referred,
+    } = Standing::after(client, &result);
     let next_review_on = next_review_on(
         now.date_naive(),
         read.open_due_dates.iter().copied(),
         client.state.insurance.as_ref().and_then(|i| i.valid_until),
         read.recent_alerts.iter().copied(),
     );
-    Ok(Computed {
-        client,
-        run,
-        risk,
-        standing,
-        next_review_on,
-    })
-}
-
-/// Writes a computed review (whose client the caller holds locked since it was read): the new
-/// risk, limit and status, and an audit record when the limit or the status changed or the
-/// client was referred. A batch of events writes the client's projection (`ledger`) in the
-/// same statement; `None` when it is stored already.
-pub fn write(
-    conn: &mut AnyConnection,
-    stages: &[Stage],
-    computed: &Computed,
-    cause: &Cause<'_>,
-    actor: &str,
-    now: DateTime<Utc>,
-    ledger: Option<&Ledger>,
-) -> Result<Option<ReviewRef>, ServiceError> {
-    let Computed {
-        client,
-        run: Run {
-            event,
-            view,
-            result,
-        },
-        risk,
-        standing: Standing {
-            limit,
-            status,
-            referred,
-        },
-        next_review_on,
-    } = computed;
-    let (limit, status, referred) = (*limit, *status, *referred);
-    let id = &client.client_id;
     let reviewed = Reviewed {
         risk: risk.as_ref(),
         credit_limit_minor: limit.minor(),
         status,
-        next_review_on: *next_review_on,
+        next_review_on,
         at: now,
     };
-    match ledger {
+    match read.ledger {
         Some(ledger) => ledgers::save_reviewed(conn, id.as_str(), ledger, &reviewed)?,
         None => ledgers::save_review(conn, id.as_str(), &reviewed)?,
     }
@@ -224,16 +182,6 @@ pub(crate) fn run(
     cause: &Cause<'_>,
     now: DateTime<Utc>,
 ) -> Result<Run, ServiceError> {
-    run_on(registry.engine(), stages, client, cause, now)
-}
-
-fn run_on(
-    engine: &PolicyEngine,
-    stages: &[Stage],
-    client: &Client,
-    cause: &Cause<'_>,
-    now: DateTime<Utc>,
-) -> Result<Run, ServiceError> {
     let view = serde_json::to_value(ClientView::new(client, now.date_naive()))
         .map_err(|e| ServiceError::Internal(e.to_string()))?;
     let event = event_json(client, cause, now);
@@ -241,7 +189,7 @@ fn run_on(
     let baseline = Baseline::client_event(Some(client.credit_limit.to_decimal()), digits);
     let input = PolicyInput::client_event(&event, &view, baseline)
         .map_err(|e| ServiceError::Internal(format!("policy input: {e}")))?;
-    let result = engine.run_owned(stages, input);
+    let result = registry.engine().run_owned(stages, input);
     Ok(Run {
         event,
         view,

@@ -8,17 +8,20 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::{EventResult, EventStatus, Ingested, review};
+use super::{EventResult, EventStatus, Ingested};
 use crate::audit::canonical_json;
 use crate::domain::events::{ClientEvent, EventBody, EventDraft, Rejection, RejectionCode};
+use crate::domain::ledger::Ledger;
 use crate::domain::ledger::{self, Invoice, Notice};
+use crate::domain::{Client, Insurance, Money};
 use crate::service::ServiceError;
 use crate::service::policies::PolicyRegistry;
+use crate::service::reviews::{self, Cause, ReviewRef};
 use crate::store::alerts::{self, AlertRow};
 use crate::store::events::{self as log, NewEvent};
 use crate::store::ledgers::{self, Account};
 use crate::store::reservations::{self, Settlement};
-use crate::store::{AnyConnection, invoices};
+use crate::store::{AnyConnection, clients, invoices, live};
 
 type Draft = (Option<String>, Result<EventDraft, Rejection>);
 /// An event ready to apply: itself, its normalised JSON, that JSON in canonical form (what the
@@ -39,7 +42,7 @@ struct Batch<'a> {
     new_events: Vec<NewEvent>,
     alerts: Vec<(String, String, bool, DateTime<Utc>)>,
     /// Clients with accepted events → those events' JSON, in order.
-    touched: review::Touched,
+    touched: BTreeMap<String, Vec<Value>>,
 }
 
 pub(super) fn apply(
@@ -78,8 +81,7 @@ pub(super) fn apply(
         });
     }
     b.write(conn)?;
-    let touched = std::mem::take(&mut b.touched);
-    let reviews = review::all(conn, registry, touched, &b.accounts, actor, now)?;
+    let reviews = b.review(conn, registry)?;
     Ok(Ingested { results, reviews })
 }
 
@@ -276,6 +278,50 @@ impl<'a> Batch<'a> {
         })
     }
 
+    /// Re-scores and reviews each client with accepted events, once, on its new state; its
+    /// projection is written with the review. The clients, their open due dates and their
+    /// recent alerts are read for all of them at once (six queries), after the invoices and
+    /// alerts of the batch are written.
+    fn review(
+        &self,
+        conn: &mut AnyConnection,
+        registry: &PolicyRegistry,
+    ) -> Result<Vec<ReviewRef>, ServiceError> {
+        if self.touched.is_empty() {
+            return Ok(Vec::new());
+        }
+        let active = registry.active(conn)?;
+        let ids: Vec<&str> = self.touched.keys().map(String::as_str).collect();
+        let mut read: HashMap<String, (Client, live::Reviewing)> =
+            clients::find_many_for_review(conn, &ids, self.now)?
+                .into_iter()
+                .map(|(c, extra)| (c.client_id.to_string(), (c, extra)))
+                .collect();
+        let mut reviews = Vec::new();
+        for (client, events) in &self.touched {
+            let Some(account) = self.accounts.get(client) else {
+                continue;
+            };
+            let (mut c, extra) = read.remove(client).ok_or_else(|| ServiceError::NotFound {
+                what: format!("client `{client}`"),
+            })?;
+            with_ledger(&mut c, &account.ledger, self.now);
+            let r = reviews::Read {
+                client: c,
+                open_due_dates: extra.open_due_dates,
+                recent_alerts: extra.recent_alerts,
+                ledger: Some(&account.ledger),
+            };
+            let cause = Cause::Events(events);
+            if let Some(review) =
+                reviews::review_read(conn, registry, &active, r, cause, self.actor, self.now)?
+            {
+                reviews.push(review);
+            }
+        }
+        Ok(reviews)
+    }
+
     /// Logs the accepted events and writes the invoices and alerts they changed (the
     /// client-level projection is written with the review).
     fn write(&mut self, conn: &mut AnyConnection) -> Result<(), ServiceError> {
@@ -302,4 +348,23 @@ impl<'a> Batch<'a> {
         invoices::upsert_many(conn, &dirty)?;
         Ok(())
     }
+}
+
+/// The client as read, with the projection of this batch in place of the stored one (not
+/// written yet): what `clients::find_at` would read once it is.
+fn with_ledger(client: &mut Client, ledger: &Ledger, now: DateTime<Utc>) {
+    let money = |minor| Money::from_minor(minor, client.currency);
+    let state = &mut client.state;
+    state.open_invoices = money(ledger.open_invoices_minor);
+    state.invoices_paid = ledger.invoices_paid;
+    state.paid_late = ledger.paid_late;
+    state.total_days_late = ledger.total_days_late;
+    state.insurance = ledger.insurance.as_ref().map(|c| Insurance {
+        insurer: c.insurer.clone(),
+        insured_amount: money(c.insured_minor),
+        valid_until: c.valid_until,
+    });
+    state.external_score = ledger.external_score.clone();
+    state.legal_status = ledger.legal_status;
+    client.updated_at = now;
 }

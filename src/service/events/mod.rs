@@ -5,7 +5,6 @@
 //! events is re-scored and reviewed once. Accepted events are committed before the answer.
 
 mod batch;
-mod review;
 
 use std::sync::Arc;
 
