@@ -39,6 +39,8 @@ pub struct AppState {
     pub metrics: Metrics,
     pub policies: Arc<PolicyRegistry>,
     pub decisions: DecisionWriter,
+    /// Event batches waiting for the writer (group commit on SQLite).
+    pub events: service::events::Intake,
     /// Hands committed decisions to this process's shadow runs.
     pub shadow: ShadowFeed,
 }
@@ -64,6 +66,7 @@ impl AppState {
             metrics,
             policies,
             decisions,
+            events: service::events::Intake::default(),
             shadow,
         })
     }

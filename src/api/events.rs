@@ -97,7 +97,14 @@ pub async fn post_events(
             format!("must hold 1 to {MAX_BATCH} events, not {}", events.len()),
         ));
     }
-    let done = service::ingest(&state.store, state.policies.clone(), events, auth.actor()).await?;
+    let done = service::ingest(
+        &state.store,
+        &state.events,
+        state.policies.clone(),
+        events,
+        auth.actor(),
+    )
+    .await?;
     Ok(web::Json(view(done)))
 }
 

@@ -1,14 +1,14 @@
-//! One batch inside its write transaction: load what the events touch, decide each event in
+//! Batches inside their write transaction: load what the events touch, decide each event in
 //! order against the state the earlier ones left, then write everything and review once per
 //! client.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::{EventResult, EventStatus, Ingested};
+use super::{Draft, EventResult, EventStatus, Ingested};
 use crate::audit::canonical_json;
 use crate::domain::events::{ClientEvent, EventBody, EventDraft, Rejection, RejectionCode};
 use crate::domain::ledger::Ledger;
@@ -23,12 +23,11 @@ use crate::store::ledgers::{self, Account};
 use crate::store::reservations::{self, Settlement};
 use crate::store::{AnyConnection, clients, invoices, live};
 
-type Draft = (Option<String>, Result<EventDraft, Rejection>);
 /// An event ready to apply: itself, its normalised JSON, that JSON in canonical form (what the
 /// log stores) and its sha256.
 type Ready = (ClientEvent, Value, String, String);
 
-/// The state of one batch while its events are decided.
+/// The state of a transaction's batches while their events are decided.
 struct Batch<'a> {
     actor: &'a str,
     now: DateTime<Utc>,
@@ -45,15 +44,20 @@ struct Batch<'a> {
     touched: BTreeMap<String, Vec<Value>>,
 }
 
+/// Applies one or more batches in one transaction, in order, as if each came after the one
+/// before (an event id accepted by an earlier batch is a duplicate in a later one), then
+/// reviews each client with accepted events once, on the state all of them leave. Each batch
+/// gets its own results, and the reviews of the clients it had events accepted for.
 pub(super) fn apply(
     conn: &mut AnyConnection,
     registry: &PolicyRegistry,
-    drafts: &[Draft],
+    batches: &[&[Draft]],
     actor: &str,
     now: DateTime<Utc>,
-) -> Result<Ingested, ServiceError> {
-    let mut client_ids: Vec<&str> = drafts
+) -> Result<Vec<Ingested>, ServiceError> {
+    let mut client_ids: Vec<&str> = batches
         .iter()
+        .flat_map(|drafts| drafts.iter())
         .filter_map(|(_, d)| d.as_ref().ok())
         .map(|d| d.client_id.as_str())
         .collect();
@@ -63,26 +67,53 @@ pub(super) fn apply(
         .into_iter()
         .map(|a| (a.client_id.to_string(), a))
         .collect();
-    let ready: Vec<Result<Ready, Rejection>> = drafts
+    let ready: Vec<Vec<Result<Ready, Rejection>>> = batches
         .iter()
-        .map(|(_, draft)| resolve(draft, &accounts))
+        .map(|drafts| {
+            drafts
+                .iter()
+                .map(|(_, draft)| resolve(draft, &accounts))
+                .collect()
+        })
         .collect();
-    let mut b = Batch::load(conn, actor, now, accounts, &ready)?;
-    let mut results = Vec::with_capacity(drafts.len());
-    for ((event_id, _), item) in drafts.iter().zip(ready) {
-        let (status, notices) = match item {
-            Err(rejection) => (EventStatus::Rejected(rejection), Vec::new()),
-            Ok(ready) => b.decide(conn, ready)?,
-        };
-        results.push(EventResult {
-            event_id: event_id.clone(),
-            status,
-            notices,
-        });
+    let mut b = Batch::load(conn, actor, now, accounts, ready.iter().flatten())?;
+    let mut answered = Vec::with_capacity(batches.len());
+    for (drafts, ready) in batches.iter().zip(ready) {
+        let mut results = Vec::with_capacity(drafts.len());
+        let mut named = BTreeSet::new();
+        for ((event_id, _), item) in drafts.iter().zip(ready) {
+            let (status, notices) = match item {
+                Err(rejection) => (EventStatus::Rejected(rejection), Vec::new()),
+                Ok(ready) => {
+                    let client = ready.0.client_id.to_string();
+                    let decided = b.decide(conn, ready)?;
+                    if matches!(decided.0, EventStatus::Accepted) {
+                        named.insert(client);
+                    }
+                    decided
+                }
+            };
+            results.push(EventResult {
+                event_id: event_id.clone(),
+                status,
+                notices,
+            });
+        }
+        answered.push((results, named));
     }
     b.write(conn)?;
     let reviews = b.review(conn, registry)?;
-    Ok(Ingested { results, reviews })
+    Ok(answered
+        .into_iter()
+        .map(|(results, named)| Ingested {
+            results,
+            reviews: reviews
+                .iter()
+                .filter(|r| named.contains(&r.client_id))
+                .cloned()
+                .collect(),
+        })
+        .collect())
 }
 
 /// Makes a draft exact in its client's currency, with its normalised JSON and digest.
@@ -108,15 +139,14 @@ fn resolve(
 }
 
 impl<'a> Batch<'a> {
-    fn load(
+    fn load<'r>(
         conn: &mut AnyConnection,
         actor: &'a str,
         now: DateTime<Utc>,
         accounts: HashMap<String, Account>,
-        ready: &[Result<Ready, Rejection>],
+        ready: impl Iterator<Item = &'r Result<Ready, Rejection>>,
     ) -> Result<Self, ServiceError> {
         let events: Vec<&ClientEvent> = ready
-            .iter()
             .filter_map(|r| r.as_ref().ok())
             .map(|(e, ..)| e)
             .collect();

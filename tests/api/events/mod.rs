@@ -2,6 +2,7 @@
 //! scheduled pass, listing and the portfolio.
 
 mod batch;
+mod group;
 mod reading;
 mod rebuild;
 mod reviews;
