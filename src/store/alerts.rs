@@ -7,7 +7,7 @@ use super::schema::sales_alerts;
 use super::{AnyConnection, StoreError, classify};
 
 #[derive(Insertable)]
-#[diesel(table_name = sales_alerts)]
+#[diesel(table_name = sales_alerts, treat_none_as_default_value = false)]
 pub struct AlertRow {
     pub event_seq: i64,
     pub client_id: String,

@@ -91,7 +91,7 @@ pub struct EventRow {
 
 /// An event to append.
 #[derive(Debug, Insertable)]
-#[diesel(table_name = client_events)]
+#[diesel(table_name = client_events, treat_none_as_default_value = false)]
 pub struct NewEvent {
     pub event_id: String,
     pub client_id: String,

@@ -10,6 +10,12 @@
 //! execution (for the cache key, the cache check and the binds alike) even when the statement
 //! is prepared and cached, which was about a tenth of the server's CPU per decision. On the
 //! concrete connection a statement with a static query id is found in the cache by its type.
+//!
+//! Rows written many at once derive `Insertable` with `treat_none_as_default_value = false`.
+//! Otherwise diesel, as SQLite has no `DEFAULT` in a multi-row `VALUES`, writes such a batch as
+//! one `INSERT` per row inside a `SAVEPOINT` of its own; nested in our write transaction, each
+//! row's statement journal then walked the savepoint's whole sub-journal on release (quadratic
+//! in the rows: 15 % of the CPU of an event batch). With the flag it is one statement.
 
 /// The same diesel statement run on the concrete connection, for what the MultiConnection
 /// cannot express (multi-row inserts, row locks) or does slowly (the hot path's statements,

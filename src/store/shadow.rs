@@ -24,7 +24,7 @@ pub struct RunRow {
 }
 
 #[derive(Clone, Debug, Queryable, Selectable, Insertable)]
-#[diesel(table_name = shadow_results)]
+#[diesel(table_name = shadow_results, treat_none_as_default_value = false)]
 pub struct ResultRow {
     pub run: i64,
     /// The decision's audit record.
