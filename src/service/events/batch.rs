@@ -14,6 +14,7 @@ use crate::domain::events::{ClientEvent, EventBody, EventDraft, Rejection, Rejec
 use crate::domain::ledger::Ledger;
 use crate::domain::ledger::{self, Invoice, Notice};
 use crate::domain::{Client, Insurance, Money};
+use crate::policy::Trigger;
 use crate::service::ServiceError;
 use crate::service::policies::PolicyRegistry;
 use crate::service::reviews::{self, Cause, ReviewRef};
@@ -327,7 +328,7 @@ impl<'a> Batch<'a> {
                 .into_iter()
                 .map(|(c, extra)| (c.client_id.to_string(), (c, extra)))
                 .collect();
-        let mut reviews = Vec::new();
+        let mut reads = Vec::with_capacity(self.touched.len());
         for (client, events) in &self.touched {
             let Some(account) = self.accounts.get(client) else {
                 continue;
@@ -342,9 +343,14 @@ impl<'a> Batch<'a> {
                 recent_alerts: extra.recent_alerts,
                 ledger: Some(&account.ledger),
             };
-            let cause = Cause::Events(events);
+            reads.push((r, Cause::Events(events)));
+        }
+        let stages = active.stages(Trigger::ClientEvent);
+        let runs = reviews::run_many(registry, stages, &reads, self.now);
+        let mut reviews = Vec::new();
+        for ((r, cause), ran) in reads.into_iter().zip(runs) {
             if let Some(review) =
-                reviews::review_read(conn, registry, &active, r, cause, self.actor, self.now)?
+                reviews::record(conn, stages, r, ran?, &cause, self.actor, self.now)?
             {
                 reviews.push(review);
             }

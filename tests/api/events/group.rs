@@ -170,4 +170,63 @@ async fn batches_written_together_answer_as_one_by_one(backend: Backend) {
     }
 }
 
-on_both_backends!(batches_written_together_answer_as_one_by_one);
+/// Enough clients for the reviews' pipelines to be shared with a second thread: every client
+/// reviewed, the reviews written and listed in client order.
+async fn a_batch_naming_many_clients_reviews_each_in_order(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let token = app.token_for("erp", SCOPES);
+    let ids: Vec<String> = (0..80).map(|n| format!("M-{n:03}")).collect();
+    for id in &ids {
+        client(&app, &token, id, "EUR", "50000.00").await;
+    }
+    let (before, _) = app.audit_head().await;
+    // Sent in reverse order: the reviews still come in client order.
+    let events: Vec<Value> = ids
+        .iter()
+        .rev()
+        .map(|id| {
+            ev(
+                &format!("cut-{id}"),
+                id,
+                "insurance_cover_changed",
+                json!({"insurer": "Coface", "insured_amount": "30000.00", "valid_until": day(200)}),
+            )
+        })
+        .collect();
+    let answer = post(&app, &token, &events).await;
+    assert_eq!(statuses(&answer), vec!["accepted"; ids.len()]);
+    let reviews = answer.body["reviews"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let reviewed: Vec<&str> = reviews
+        .iter()
+        .filter_map(|r| r["client_id"].as_str())
+        .collect();
+    assert_eq!(reviewed, ids.iter().map(String::as_str).collect::<Vec<_>>());
+    for (n, review) in reviews.iter().enumerate() {
+        assert_eq!(
+            review["sequence"],
+            json!(before + 1 + i64::try_from(n).unwrap_or(0))
+        );
+        assert_eq!(review["credit_limit"], "30000.00");
+    }
+    for id in [&ids[0], &ids[40], &ids[79]] {
+        let state = get_client(&app, &token, id).await;
+        assert_eq!(state["credit_limit"], "30000.00", "{id}");
+        assert!(
+            state["risk"]["score"].is_number(),
+            "{id}: {}",
+            state["risk"]
+        );
+    }
+    let verify = app.get("/v1/audit/verify", &token).await;
+    assert_eq!(verify.body["ok"], json!(true), "{}", verify.text);
+}
+
+on_both_backends!(
+    batches_written_together_answer_as_one_by_one,
+    a_batch_naming_many_clients_reviews_each_in_order
+);
