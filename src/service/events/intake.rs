@@ -12,13 +12,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{SubsecRound, Utc};
 
-use super::{Draft, Ingested, batch, only};
+use super::{Draft, Ingested, only, write_batches};
 use crate::service::ServiceError;
 use crate::service::policies::PolicyRegistry;
-use crate::store::{AnyConnection, Store, write_tx_retrying};
+use crate::store::{AnyConnection, Store};
 
 /// Most events in one transaction: bounds how long the writer is held and what a batch waits.
-pub const MAX_EVENTS: usize = 5_000;
+const MAX_EVENTS: usize = 5_000;
 
 type Answer = Result<Ingested, ServiceError>;
 
@@ -147,9 +147,7 @@ fn write_group(conn: &mut AnyConnection, registry: &PolicyRegistry, group: Vec<W
     let actor = first.actor.clone();
     let now = Utc::now().trunc_subsecs(6);
     let batches: Vec<&[Draft]> = group.iter().map(|w| w.drafts.as_slice()).collect();
-    let together = write_tx_retrying(conn, |conn| {
-        batch::apply(conn, registry, &batches, &actor, now)
-    });
+    let together = write_batches(conn, registry, &batches, &actor, now);
     match together {
         Ok(answers) => {
             for (waiting, done) in group.into_iter().zip(answers) {
@@ -163,10 +161,8 @@ fn write_group(conn: &mut AnyConnection, registry: &PolicyRegistry, group: Vec<W
         Err(e) => {
             tracing::debug!(error = %e, batches = group.len(), "event group failed: one by one");
             for waiting in group {
-                let alone = write_tx_retrying(conn, |conn| {
-                    batch::apply(conn, registry, &[&waiting.drafts], &actor, now)
-                })
-                .and_then(only);
+                let alone =
+                    write_batches(conn, registry, &[&waiting.drafts], &actor, now).and_then(only);
                 let _ = waiting.reply.send(alone);
             }
         }

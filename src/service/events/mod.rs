@@ -66,16 +66,13 @@ pub async fn ingest(
     let intake = intake.clone();
     store
         .blocking(move |store| {
-            let drafts = read(&raw, Utc::now().trunc_subsecs(6));
+            let now = Utc::now().trunc_subsecs(6);
+            let drafts = read(&raw, now);
             if store.backend() == "sqlite" {
                 return intake.submit(store, &registry, actor, drafts);
             }
-            let now = Utc::now().trunc_subsecs(6);
             store.with_event_writer(|conn| {
-                write_tx_retrying(conn, |conn| {
-                    batch::apply(conn, &registry, &[&drafts], &actor, now)
-                })
-                .and_then(only)
+                write_batches(conn, &registry, &[&drafts], &actor, now).and_then(only)
             })
         })
         .await
@@ -105,8 +102,20 @@ pub fn ingest_many_at(
     let now = now.trunc_subsecs(6);
     let drafts: Vec<Vec<Draft>> = batches.iter().map(|raw| read(raw, now)).collect();
     let drafts: Vec<&[Draft]> = drafts.iter().map(Vec::as_slice).collect();
+    write_batches(conn, registry, &drafts, actor, now)
+}
+
+/// Writes `batches` in one transaction (see `batch::apply`), run again on a conflict: the one
+/// way every path above and the group commit write.
+fn write_batches(
+    conn: &mut AnyConnection,
+    registry: &PolicyRegistry,
+    batches: &[&[Draft]],
+    actor: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<Ingested>, ServiceError> {
     write_tx_retrying(conn, |conn| {
-        batch::apply(conn, registry, &drafts, actor, now)
+        batch::apply(conn, registry, batches, actor, now)
     })
 }
 

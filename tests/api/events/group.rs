@@ -35,12 +35,7 @@ fn batches() -> Vec<Vec<Value>> {
     let third = vec![
         // Another body for an id of the first batch: refused.
         conflicting,
-        ev(
-            "g7",
-            "C-1",
-            "insurance_cover_changed",
-            json!({"insurer": "Coface", "insured_amount": "30000.00", "valid_until": day(200)}),
-        ),
+        cover("g7", "C-1", "30000.00", 200),
         payment("g8", "C-1", "F1", "600.00", 0),
         second[0].clone(),
     ];
@@ -186,14 +181,7 @@ async fn a_batch_naming_many_clients_reviews_each_in_order(backend: Backend) {
     let events: Vec<Value> = ids
         .iter()
         .rev()
-        .map(|id| {
-            ev(
-                &format!("cut-{id}"),
-                id,
-                "insurance_cover_changed",
-                json!({"insurer": "Coface", "insured_amount": "30000.00", "valid_until": day(200)}),
-            )
-        })
+        .map(|id| cover(&format!("cut-{id}"), id, "30000.00", 200))
         .collect();
     let answer = post(&app, &token, &events).await;
     assert_eq!(statuses(&answer), vec!["accepted"; ids.len()]);

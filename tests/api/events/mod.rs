@@ -55,6 +55,16 @@ pub fn invoice(id: &str, client: &str, inv: &str, amount: &str, issued: i64, due
     )
 }
 
+/// A Coface cover of `insured` until `valid_until` days from today.
+pub fn cover(id: &str, client: &str, insured: &str, valid_until: i64) -> Value {
+    ev(
+        id,
+        client,
+        "insurance_cover_changed",
+        json!({"insurer": "Coface", "insured_amount": insured, "valid_until": day(valid_until)}),
+    )
+}
+
 pub fn payment(id: &str, client: &str, inv: &str, amount: &str, received: i64) -> Value {
     ev(
         id,

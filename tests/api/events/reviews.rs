@@ -21,12 +21,7 @@ async fn cover_cut_below_the_limit_cuts_the_limit(backend: Backend) {
         &token,
         &[
             invoice("e1", "C-1", "F1", "1000.00", -5, 25),
-            ev(
-                "e2",
-                "C-1",
-                "insurance_cover_changed",
-                json!({"insurer": "Coface", "insured_amount": "30000.00", "valid_until": day(200)}),
-            ),
+            cover("e2", "C-1", "30000.00", 200),
             payment("e3", "C-1", "F1", "10.00", 0),
         ],
     )
@@ -99,12 +94,7 @@ async fn the_scheduled_pass_reviews_when_time_moves(backend: Backend) {
             // 60 days past due today: more than 60 tomorrow.
             invoice("a1", "C-1", "F1", "5000.00", -90, -60),
             // Cover ends today.
-            ev(
-                "b1",
-                "C-2",
-                "insurance_cover_changed",
-                json!({"insurer": "Coface", "insured_amount": "40000.00", "valid_until": day(0)}),
-            ),
+            cover("b1", "C-2", "40000.00", 0),
             // Nothing pending for months.
             invoice("c1", "C-3", "F1", "100.00", 0, 120),
         ],
