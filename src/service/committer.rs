@@ -12,11 +12,12 @@
 //! already refused what it could). When one does, the whole transaction is rolled back — none
 //! of its rows stay — and the batch is written again with a savepoint per decision.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::thread;
 
 use chrono::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, SemaphorePermit, mpsc, oneshot};
 
 use super::ServiceError;
 use super::decisions::{Decided, Draft, commit_in_tx};
@@ -30,6 +31,11 @@ use crate::store::{AnyConnection, Conflict, Store, StoreError, savepoint, write_
 const MAX_BATCH: usize = 256;
 /// Queued decisions before callers wait (backpressure, not unbounded memory).
 const QUEUE: usize = 4096;
+/// Drafts prepared at once per core on SQLite (see [`DecisionWriter::drafting`]). With one,
+/// the cores idled between a draft's end and the next one's start and the writer's batches
+/// shrank: the bench's open loop at 2,000/s had a worse p99 and saturated once in six runs
+/// (docs/benchmarks.md, decisions, sixth round).
+const DRAFTS_PER_CORE: usize = 2;
 /// Attempts for one decision that lost a race with another process (PostgreSQL).
 const ATTEMPTS: usize = 3;
 
@@ -44,6 +50,8 @@ struct Job {
 #[derive(Clone)]
 pub struct DecisionWriter {
     queue: mpsc::Sender<Job>,
+    /// Requests preparing a draft at once, on SQLite (see [`DecisionWriter::drafting`]).
+    drafting: Option<Arc<Semaphore>>,
 }
 
 impl DecisionWriter {
@@ -54,11 +62,31 @@ impl DecisionWriter {
         shadow: ShadowFeed,
     ) -> Result<Self, String> {
         let (queue, jobs) = mpsc::channel(QUEUE);
+        let drafting = (store.backend() == "sqlite").then(|| {
+            let cores = thread::available_parallelism().map_or(1, usize::from);
+            Arc::new(Semaphore::new(DRAFTS_PER_CORE * cores))
+        });
         thread::Builder::new()
             .name("decision-writer".into())
             .spawn(move || run(jobs, &store, &registry, ttl, &shadow))
             .map_err(|e| format!("decision writer: {e}"))?;
-        Ok(Self { queue })
+        Ok(Self { queue, drafting })
+    }
+
+    /// Waits for a turn to prepare a draft (read the client, run the policies), in arrival
+    /// order. On SQLite that work is all CPU: more drafts at once than `DRAFTS_PER_CORE` per core
+    /// only share the cores, and queue for pooled connections, whose waiters are not served in
+    /// order (r2d2): some waited hundreds of milliseconds while later ones went first. On
+    /// PostgreSQL a draft waits on the network, and only the pool bounds it.
+    pub(crate) async fn drafting(&self) -> Result<Option<SemaphorePermit<'_>>, ServiceError> {
+        match &self.drafting {
+            None => Ok(None),
+            Some(turns) => turns
+                .acquire()
+                .await
+                .map(Some)
+                .map_err(|_| ServiceError::Internal("the decision writer has stopped".into())),
+        }
     }
 
     /// Queues the draft and waits for the commit that makes its decision durable.
@@ -76,12 +104,25 @@ impl DecisionWriter {
 }
 
 fn run(
-    mut jobs: mpsc::Receiver<Job>,
+    jobs: mpsc::Receiver<Job>,
     store: &Store,
     registry: &PolicyRegistry,
     ttl: Duration,
     shadow: &ShadowFeed,
 ) {
+    serve(jobs, |batch| {
+        let span = tracing::debug_span!("decision_batch", size = batch.len());
+        let _entered = span.enter();
+        commit_batch(batch, store, registry, ttl, shadow);
+    });
+}
+
+/// Takes every job waiting (up to `MAX_BATCH`) and hands them to `commit` together, until the
+/// last handle is dropped. A panic in `commit` (a bug) fails that batch alone: its callers'
+/// replies are dropped with it, so they get an error, and the thread goes on with the next
+/// batch instead of leaving every later decision without a writer until a restart. Its pooled
+/// connection is not reused: the pool discards a connection returned inside a transaction.
+fn serve<J>(mut jobs: mpsc::Receiver<J>, mut commit: impl FnMut(Vec<J>)) {
     while let Some(first) = jobs.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -90,9 +131,13 @@ fn run(
                 Err(_) => break,
             }
         }
-        let span = tracing::debug_span!("decision_batch", size = batch.len());
-        let _entered = span.enter();
-        commit_batch(batch, store, registry, ttl, shadow);
+        let size = batch.len();
+        if catch_unwind(AssertUnwindSafe(|| commit(batch))).is_err() {
+            tracing::error!(
+                decisions = size,
+                "the decision writer panicked: batch failed"
+            );
+        }
     }
 }
 
@@ -232,5 +277,41 @@ fn fail_all(replies: Vec<Reply>, error: &ServiceError) {
     tracing::warn!(error = %error, decisions = replies.len(), "decision batch not committed");
     for reply in replies {
         let _ = reply.send(Err(error.for_another_caller()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type TestJob = (u32, oneshot::Sender<u32>);
+
+    fn ask(queue: &mpsc::Sender<TestJob>, n: u32) -> Result<u32, oneshot::error::RecvError> {
+        let (reply, answer) = oneshot::channel();
+        queue
+            .blocking_send((n, reply))
+            .map_err(|_| "writer gone")
+            .unwrap();
+        answer.blocking_recv()
+    }
+
+    /// A batch whose commit panics fails alone (its callers get an error, not a hang); the
+    /// writer goes on with the next batch.
+    #[test]
+    fn a_panicking_batch_does_not_stop_the_writer() {
+        let (queue, jobs) = mpsc::channel::<TestJob>(8);
+        let writer = thread::spawn(move || {
+            serve(jobs, |batch| {
+                for (n, reply) in batch {
+                    assert_ne!(n, 13, "a bug in the writer");
+                    let _ = reply.send(n * 10);
+                }
+            });
+        });
+        assert_eq!(ask(&queue, 1).ok(), Some(10));
+        assert!(ask(&queue, 13).is_err());
+        assert_eq!(ask(&queue, 2).ok(), Some(20));
+        drop(queue);
+        assert!(writer.join().is_ok());
     }
 }

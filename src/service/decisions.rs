@@ -37,7 +37,8 @@ pub struct Decided {
 }
 
 /// Decides on `request`, idempotent by `request_id`. The policies run here, in parallel with
-/// other requests, on the client's state as read; the decision writer then checks, under the
+/// other requests (on SQLite a few per core at once, in arrival order: see
+/// [`DecisionWriter::drafting`]), on the client's state as read; the decision writer then checks, under the
 /// write lock, that this state still holds before it reserves and records (group-committed),
 /// and decides again on the new state when it does not. Concurrent orders of one client can
 /// therefore never reserve more than the limit leaves.
@@ -50,6 +51,7 @@ pub async fn decide(
     actor: String,
 ) -> Result<Decided, ServiceError> {
     let asked = Asked::new(request, actor);
+    let turn = writer.drafting().await?;
     let prepared = store
         .run(move |conn| {
             if let Some(row) = table::by_request_id(conn, &asked.request.request_id)? {
@@ -61,6 +63,7 @@ pub async fn decide(
                 .map(|d| Prepared::Draft(Box::new(d)))
         })
         .await?;
+    drop(turn);
     match prepared {
         Prepared::Answered(decided) => Ok(*decided),
         Prepared::Draft(draft) => writer.decide(*draft).await,

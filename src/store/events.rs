@@ -2,6 +2,7 @@
 //! and the connection event batches are written through.
 
 use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::NaiveDateTime;
@@ -65,7 +66,15 @@ impl Store {
             }
         };
         let conn = guard.insert(conn);
-        let result = f(conn);
+        // A caller that panics inside a transaction (a bug) would leave it open, holding
+        // SQLite's write lock for every writer: the connection is dropped, which rolls it back.
+        let result = match catch_unwind(AssertUnwindSafe(|| f(&mut *conn))) {
+            Ok(result) => result,
+            Err(panic) => {
+                *guard = None;
+                resume_unwind(panic);
+            }
+        };
         if manager.has_broken(conn) {
             *guard = None;
         }
@@ -183,4 +192,41 @@ pub fn replay_page(
         .select(EventRow::as_select())
         .load(conn)
         .map_err(classify)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+    use crate::store::write_tx;
+
+    /// A panic inside the event writer's transaction must not leave SQLite's write lock held:
+    /// any other connection can write at once, and the next batch gets a working writer.
+    #[test]
+    fn a_panic_in_a_batch_releases_the_write_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = Settings {
+            database_url: dir.path().join("encours.db").display().to_string(),
+            sqlite_busy_timeout_ms: 50,
+            ..Settings::default()
+        };
+        let store = Store::connect(&settings).unwrap();
+        let in_tx = |conn: &mut AnyConnection| {
+            write_tx(conn, |conn| {
+                diesel::sql_query("CREATE TABLE IF NOT EXISTS t (x INTEGER)").execute(conn)?;
+                Ok::<_, StoreError>(())
+            })
+        };
+        let panicked = catch_unwind(AssertUnwindSafe(|| {
+            store.with_event_writer(|conn| {
+                write_tx(conn, |_| -> Result<(), StoreError> {
+                    panic!("a bug mid-batch")
+                })
+            })
+        }));
+        assert!(panicked.is_err());
+        // Without the fix this waits busy_timeout and fails: "database is locked".
+        in_tx(&mut store.get().unwrap()).unwrap();
+        store.with_event_writer(in_tx).unwrap();
+    }
 }
