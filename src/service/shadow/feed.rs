@@ -3,6 +3,7 @@
 //! to a bounded queue; when the queue is full the decision is counted as skipped for each run
 //! it was sampled for, and the writer never waits.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -163,7 +164,17 @@ impl ShadowFeed {
         let shared = Arc::clone(&runs);
         thread::Builder::new()
             .name("shadow".into())
-            .spawn(move || worker::run(&handed, &store, &registry, &shared))
+            .spawn(move || {
+                // A bug while shadowing must not end every run for good: the worker starts
+                // again, fresh (results not yet written are lost, as in a crash).
+                while catch_unwind(AssertUnwindSafe(|| {
+                    worker::run(&handed, &store, &registry, &shared);
+                }))
+                .is_err()
+                {
+                    tracing::error!("the shadow worker panicked: started again");
+                }
+            })
             .map_err(|e| format!("shadow thread: {e}"))?;
         Ok(Self { queue, runs })
     }
