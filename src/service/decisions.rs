@@ -38,10 +38,10 @@ pub struct Decided {
 
 /// Decides on `request`, idempotent by `request_id`. The policies run here, in parallel with
 /// other requests (on SQLite a few per core at once, in arrival order: see
-/// [`DecisionWriter::drafting`]), on the client's state as read; the decision writer then checks, under the
-/// write lock, that this state still holds before it reserves and records (group-committed),
-/// and decides again on the new state when it does not. Concurrent orders of one client can
-/// therefore never reserve more than the limit leaves.
+/// [`DecisionWriter::drafting`]), on the client's state as read; the decision writer then
+/// checks, under the write lock, that this state still holds before it reserves and records
+/// (group-committed), and decides again on the new state when it does not. Concurrent orders
+/// of one client can therefore never reserve more than the limit leaves.
 pub async fn decide(
     store: &Store,
     registry: Arc<PolicyRegistry>,
