@@ -18,6 +18,7 @@ use rhai::{
 use serde::{Deserialize, Serialize};
 
 use super::Trigger;
+use super::compiled::Program;
 use super::effects::{self, Recorded};
 use super::fast_paths;
 use super::money;
@@ -48,6 +49,9 @@ pub struct Limits {
     pub max_effects: usize,
     /// Wall-clock cap per stage evaluation, in milliseconds.
     pub timeout_ms: u64,
+    /// Run policies compiled to closures where they can be (see `compiled`),
+    /// the interpreter otherwise; off, always the interpreter. Same results.
+    pub compile: bool,
 }
 
 /// The defaults bound what a runaway stage costs, not what a policy may do: the shipped stages
@@ -67,6 +71,7 @@ impl Default for Limits {
             max_map_size: 1_000,
             max_effects: 256,
             timeout_ms: 50,
+            compile: true,
         }
     }
 }
@@ -103,6 +108,10 @@ pub(crate) struct Sandbox {
     /// They depend only on the engine and the AST, both fixed. Keyed by the
     /// AST's address; the entry holds the AST so the address is not reused.
     caches: RefCell<HashMap<usize, (Arc<AST>, Caches)>>,
+    /// Each policy compiled to closures, once per thread (closures are not
+    /// `Send`), or `None` when it uses what the compiler does not support.
+    /// Keyed as `caches`.
+    programs: RefCell<HashMap<usize, (Arc<AST>, Option<Rc<Program>>)>>,
 }
 
 impl Sandbox {
@@ -110,7 +119,32 @@ impl Sandbox {
         Self {
             engine: build(limits),
             caches: RefCell::new(HashMap::new()),
+            programs: RefCell::new(HashMap::new()),
         }
+    }
+
+    /// This thread's compiled form of `ast` for the inputs in `scope`.
+    fn program(&self, ast: &Arc<AST>, scope: &Scope<'_>) -> Option<Rc<Program>> {
+        let key = Arc::as_ptr(ast) as usize;
+        let mut programs = self.programs.try_borrow_mut().ok()?;
+        if let Some((_, program)) = programs.get(&key) {
+            match program {
+                Some(p) if p.fits(scope) => return Some(Rc::clone(p)),
+                Some(_) => {}
+                None => return None,
+            }
+        }
+        if programs.len() >= MAX_CACHED_POLICIES {
+            programs.clear();
+        }
+        let names = scope
+            .iter_raw()
+            .map(|(name, ..)| name.to_owned())
+            .collect::<Vec<_>>();
+        let names = names.into_iter().rev().collect();
+        let program = Program::compile(&self.engine, ast, names).map(Rc::new);
+        programs.insert(key, (Arc::clone(ast), program.clone()));
+        program
     }
 
     fn take_caches(&self, ast: &Arc<AST>) -> Caches {
@@ -160,6 +194,13 @@ thread_local! {
     // state; it also stays correct if an Engine were ever shared between threads.
     static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
     static FRAME: RefCell<Option<Frame>> = const { RefCell::new(None) };
+    static COMPILED_RUNS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Stages this thread ran compiled to the end (tests check the compiled
+/// path is taken, not only that results agree).
+pub(crate) fn compiled_runs() -> u64 {
+    COMPILED_RUNS.try_with(Cell::get).unwrap_or(0)
 }
 
 /// Builds a sandboxed engine. `new_raw` plus the standard packages except
@@ -300,6 +341,18 @@ impl FrameGuard {
     fn take(&self) -> Option<Frame> {
         FRAME.try_with(|cell| cell.take()).ok().flatten()
     }
+
+    /// Forgets what an abandoned compiled run recorded.
+    fn reset(&self) {
+        let _ = FRAME.try_with(|cell| {
+            if let Ok(mut slot) = cell.try_borrow_mut()
+                && let Some(frame) = slot.as_mut()
+            {
+                frame.effects.clear();
+                frame.logs.clear();
+            }
+        });
+    }
 }
 
 impl Drop for FrameGuard {
@@ -376,6 +429,22 @@ pub(crate) fn eval_stage(
     let mut global = engine.new_global_runtime_state();
     global.lib.push(ast.shared_lib().clone());
     let guard = FrameGuard::enter(frame, limits.deadline(started));
+    if limits.compile
+        && let Some(operations) = run_compiled(sandbox, limits, &global, &mut caches, scope, ast)
+    {
+        sandbox.keep_caches(ast, caches);
+        let _ = COMPILED_RUNS.try_with(|n| n.set(n.get() + 1));
+        let (effects, logs) = guard
+            .take()
+            .map_or_else(Default::default, |f| (f.effects, f.logs));
+        return StageRun {
+            effects,
+            logs,
+            operations,
+            error: None,
+        };
+    }
+    guard.reset();
     // Unwinding costs nothing unless a panic happens; the guard resets the
     // thread-local state either way.
     let outcome = catch_unwind(AssertUnwindSafe(|| {
@@ -412,10 +481,30 @@ pub(crate) fn eval_stage(
     }
 }
 
+/// Runs the compiled form of `ast`, if it has one; `None` when it gave up
+/// (or panicked), and the interpreter must run the stage.
+fn run_compiled(
+    sandbox: &Sandbox,
+    limits: &Limits,
+    global: &GlobalRuntimeState,
+    caches: &mut Caches,
+    scope: &Scope<'static>,
+    ast: &Arc<AST>,
+) -> Option<u64> {
+    let program = sandbox.program(ast, scope)?;
+    let inputs = program.inputs(scope)?;
+    let engine = &sandbox.engine;
+    catch_unwind(AssertUnwindSafe(|| {
+        program.run(engine, global, caches, &inputs, limits.max_operations)
+    }))
+    .ok()
+    .flatten()
+}
+
 /// `eval_statements_raw` is the one entry point that takes the caches
 /// (`internals`; deprecated for removal in rhai 2, where this must follow).
 #[allow(deprecated)]
-fn run_statements(
+pub(crate) fn run_statements(
     engine: &Engine,
     global: &mut GlobalRuntimeState,
     caches: &mut Caches,

@@ -40,6 +40,7 @@
 //! activation gating. The default policy set lives in `policies/`.
 
 mod cache;
+mod compiled;
 mod compose;
 mod effects;
 mod engine;

@@ -1,5 +1,6 @@
 //! End-to-end tests through the public API: effects, composition, sandbox.
 
+mod compiled;
 mod default_policies;
 mod effects;
 mod helpers;

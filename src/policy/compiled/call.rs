@@ -1,0 +1,201 @@
+//! Function and operator calls, as rhai's `eval_fn_call_expr` makes them:
+//! the same operation counts, and functions taken from the resolution cache
+//! the interpreter fills (so every call resolves exactly as rhai would; a
+//! call it has not resolved yet gives up, and the interpreter resolves it).
+
+use std::any::TypeId;
+
+use rhai::{Dynamic, FnCallExpr, ImmutableString, NativeCallContext, Position, RhaiFunc};
+
+use super::build::{Compiler, Var};
+use super::{Code, Ctx, Res, Stop, ops};
+
+/// Calls rhai handles itself (printing, reflection, `eval`, function pointers):
+/// left to the interpreter.
+const SYNTACTIC: [&str; 12] = [
+    "print",
+    "debug",
+    "type_of",
+    "Fn",
+    "call",
+    "curry",
+    "is_shared",
+    "is_def_var",
+    "is_def_fn",
+    "eval",
+    "this",
+    "exit",
+];
+
+/// A function found in the resolution cache, with the module it came from.
+pub(super) struct Resolved {
+    func: RhaiFunc,
+    source: Option<ImmutableString>,
+}
+
+impl Resolved {
+    pub(super) fn is_pure(&self) -> bool {
+        self.func.is_pure()
+    }
+}
+
+/// The function rhai resolved for `hash` and these argument types, if cached.
+pub(super) fn resolve(
+    ctx: &mut Ctx<'_>,
+    hash: u64,
+    types: impl IntoIterator<Item = TypeId>,
+) -> Result<Resolved, Stop> {
+    let key = super::fn_hash_full(hash, types);
+    match ctx.caches.fn_resolution_cache_mut().dict.get(&key) {
+        Some(Some(entry)) if entry.func.is_native() => Ok(Resolved {
+            func: entry.func.clone(),
+            source: entry.source.clone(),
+        }),
+        _ => Err(Stop::Bail),
+    }
+}
+
+/// Calls a resolved native function as `exec_native_fn_call` does (without
+/// its operation, counted by the caller); any error gives up.
+pub(super) fn invoke(
+    ctx: &Ctx<'_>,
+    resolved: &Resolved,
+    name: &str,
+    args: &mut [&mut Dynamic],
+) -> Res {
+    let context = resolved.func.has_context().then(|| {
+        NativeCallContext::from((
+            ctx.engine,
+            name,
+            resolved.source.as_deref(),
+            ctx.global,
+            Position::NONE,
+        ))
+    });
+    let result = match &resolved.func {
+        RhaiFunc::Pure { func, .. } | RhaiFunc::Method { func, .. } => func(context, args),
+        RhaiFunc::Plugin { func } => func.call(context, args),
+        RhaiFunc::StaticPlugin { func } => func.call(context, args),
+        _ => return Err(Stop::Bail),
+    };
+    let value = result.map_err(|_| Stop::Bail)?;
+    ctx.engine
+        .ensure_data_size_within_limits(&value)
+        .map_err(|_| Stop::Bail)?;
+    Ok(value)
+}
+
+/// A native call on values the function may consume: one operation, resolve, call.
+pub(super) fn native(ctx: &mut Ctx<'_>, name: &str, hash: u64, args: &mut [&mut Dynamic]) -> Res {
+    ctx.count(1)?;
+    let resolved = resolve(ctx, hash, args.iter().map(|a| a.type_id()))?;
+    invoke(ctx, &resolved, name, args)
+}
+
+/// A call whose first argument is a variable: rhai passes it by reference,
+/// so a method (`&mut` first parameter) may change it; a read-only one is
+/// copied first, and a non-pure function on it is an error.
+pub(super) fn on_variable(
+    env: &mut super::Env<'_>,
+    var: Var,
+    name: &str,
+    hash: u64,
+    rest: &mut [Dynamic],
+) -> Res {
+    let (mut copy, slot) = match var {
+        Var::Input(i) => (env.inputs[i].clone(), None),
+        Var::Const(s) => (env.locals[s].clone(), None),
+        Var::Loop(s) if env.locals[s].is_read_only() => (env.locals[s].clone(), None),
+        Var::Let(s) | Var::Loop(s) => (Dynamic::UNIT, Some(s)),
+    };
+    let first = match slot {
+        Some(s) => &mut env.locals[s],
+        None => &mut copy,
+    };
+    let types = std::iter::once(first.type_id()).chain(rest.iter().map(Dynamic::type_id));
+    let resolved = resolve(&mut env.ctx, hash, types)?;
+    if slot.is_none() && !resolved.func.is_pure() {
+        return Err(Stop::Bail);
+    }
+    // A function that takes its first argument by value gets a copy.
+    let mut taken;
+    let first = if slot.is_some() && !resolved.func.is_method() {
+        taken = first.clone();
+        &mut taken
+    } else {
+        first
+    };
+    let mut args: Vec<&mut Dynamic> = Vec::with_capacity(rest.len() + 1);
+    args.push(first);
+    args.extend(rest.iter_mut());
+    let value = invoke(&env.ctx, &resolved, name, &mut args)?;
+    env.ctx
+        .engine
+        .ensure_data_size_within_limits(args[0])
+        .map_err(|_| Stop::Bail)?;
+    Ok(value)
+}
+
+/// Compiles a call (the expression's or statement's own operation is counted by the caller).
+pub(super) fn compile(c: &mut Compiler<'_>, x: &FnCallExpr) -> Option<Code> {
+    let hash = x.hashes.native();
+    if x.capture_parent_scope || super::fn_hash(&x.name, x.args.len()) != hash {
+        return None;
+    }
+    let name = x.name.clone();
+    if let Some(token) = &x.op_token {
+        return match x.args.as_slice() {
+            [operand] => {
+                let operand = c.arg(operand)?;
+                let token = token.clone();
+                Some(Box::new(move |env| {
+                    let mut value = operand(env)?;
+                    match ops::unary(&token, &value) {
+                        Some(result) => result,
+                        None => native(&mut env.ctx, &name, hash, &mut [&mut value]),
+                    }
+                }))
+            }
+            [lhs, rhs] => {
+                let op = ops::binary_op(token);
+                let (lhs, rhs) = (c.arg(lhs)?, c.arg(rhs)?);
+                Some(Box::new(move |env| {
+                    let mut x = lhs(env)?;
+                    let mut y = rhs(env)?;
+                    if x.is_variant() || y.is_variant() {
+                        // Registered functions come first for custom types.
+                        return native(&mut env.ctx, &name, hash, &mut [&mut x, &mut y]);
+                    }
+                    ops::binary(op.ok_or(Stop::Bail)?, &x, &y)
+                }))
+            }
+            _ => None,
+        };
+    }
+    if SYNTACTIC.contains(&name.as_str()) {
+        return None;
+    }
+    if let Some(rhai::Expr::Variable(v, ..)) = x.args.first() {
+        let var = c.lookup(v.1.as_str())?;
+        let rest = x.args[1..]
+            .iter()
+            .map(|a| c.arg(a))
+            .collect::<Option<Vec<_>>>()?;
+        return Some(Box::new(move |env| {
+            env.ctx.count(1)?;
+            let mut values = rest.iter().map(|r| r(env)).collect::<Result<Vec<_>, _>>()?;
+            env.ctx.count(1)?;
+            on_variable(env, var, &name, hash, &mut values)
+        }));
+    }
+    let args = x
+        .args
+        .iter()
+        .map(|a| c.arg(a))
+        .collect::<Option<Vec<_>>>()?;
+    Some(Box::new(move |env| {
+        let mut values = args.iter().map(|a| a(env)).collect::<Result<Vec<_>, _>>()?;
+        let mut refs: Vec<&mut Dynamic> = values.iter_mut().collect();
+        native(&mut env.ctx, &name, hash, &mut refs)
+    }))
+}

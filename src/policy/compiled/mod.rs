@@ -1,0 +1,192 @@
+//! Policies compiled to closures: a policy's rhai AST walked once into a tree
+//! of Rust closures that does what rhai's interpreter does, with variables in
+//! slots instead of a scope searched by name, property chains read by
+//! reference, and operators on INT, Decimal, strings and `()` inline.
+//!
+//! Exactness is the rule and speed the reason. The compiled code counts
+//! operations where rhai counts them (the trace shows them, the limit stops
+//! on them), calls functions through the resolution cache the interpreter
+//! fills, and computes operators only for the value types whose rhai results
+//! it reproduces. Anything else gives up: a statement or expression outside
+//! the supported subset when compiling; a value of another type, an error, a
+//! function not yet in the cache or the operation limit when running. The
+//! stage then runs again on the interpreter, which decides (a stage has no
+//! effect outside its frame, so a second run is exact). The differential
+//! tests in `policy/tests/compiled.rs` hold the two to the same results.
+
+mod build;
+mod call;
+mod chain;
+mod ops;
+
+use std::hash::{Hash, Hasher};
+use std::sync::OnceLock;
+
+use rhai::{AST, Caches, Dynamic, Engine, GlobalRuntimeState, INT, Scope};
+
+use build::Compiler;
+
+/// Why compiled code stopped before the end of the script.
+pub(crate) enum Stop {
+    /// Give up: the interpreter runs the stage instead.
+    Bail,
+    /// A `return` statement: the script ends normally.
+    Return,
+}
+
+pub(crate) type Res = Result<Dynamic, Stop>;
+/// A compiled statement or expression.
+pub(crate) type Code = Box<dyn Fn(&mut Env<'_>) -> Res>;
+
+/// What compiled code needs from rhai, and its operation count.
+pub(crate) struct Ctx<'a> {
+    pub engine: &'a Engine,
+    pub global: &'a GlobalRuntimeState,
+    pub caches: &'a mut Caches,
+    pub ops: u64,
+    max_ops: u64,
+}
+
+impl Ctx<'_> {
+    /// Counts `n` operations; past the limit the interpreter reports it.
+    #[inline]
+    pub fn count(&mut self, n: u64) -> Result<(), Stop> {
+        self.ops += n;
+        if self.max_ops != 0 && self.ops > self.max_ops {
+            Err(Stop::Bail)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// One run's state: the input constants by reference and the script's variables.
+pub(crate) struct Env<'a> {
+    pub ctx: Ctx<'a>,
+    pub inputs: &'a [&'a Dynamic],
+    pub locals: Vec<Dynamic>,
+}
+
+/// A compiled policy, for the input names it was compiled against.
+pub(crate) struct Program {
+    body: Vec<Code>,
+    slots: usize,
+    inputs: Vec<String>,
+}
+
+impl Program {
+    /// Compiles `ast` for a scope holding `inputs` (in scope order); `None`
+    /// when any part of it is outside the compiled subset.
+    pub(crate) fn compile(engine: &Engine, ast: &AST, inputs: Vec<String>) -> Option<Self> {
+        if ast.has_functions() || !engine.fast_operators() || !hashing_matches(engine) {
+            return None;
+        }
+        let (body, slots) = Compiler::new(engine, &inputs).program(ast.statements())?;
+        Some(Self {
+            body,
+            slots,
+            inputs,
+        })
+    }
+
+    /// The scope's entries, by reference, if they are the ones compiled against.
+    pub(crate) fn inputs<'s>(&self, scope: &'s Scope<'_>) -> Option<Vec<&'s Dynamic>> {
+        if scope.len() != self.inputs.len() {
+            return None;
+        }
+        scope
+            .iter_raw()
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .zip(&self.inputs)
+            .map(|((name, _, value), expected)| (name == expected).then_some(value))
+            .collect()
+    }
+
+    /// Whether this program was compiled for a scope of these names.
+    pub(crate) fn fits(&self, scope: &Scope<'_>) -> bool {
+        self.inputs(scope).is_some()
+    }
+
+    /// Runs the program; the operations it counted, or `None` to run the
+    /// interpreter instead (effects recorded meanwhile must be discarded).
+    pub(crate) fn run(
+        &self,
+        engine: &Engine,
+        global: &GlobalRuntimeState,
+        caches: &mut Caches,
+        inputs: &[&Dynamic],
+        max_ops: u64,
+    ) -> Option<u64> {
+        let mut env = Env {
+            ctx: Ctx {
+                engine,
+                global,
+                caches,
+                ops: 0,
+                max_ops,
+            },
+            inputs,
+            locals: vec![Dynamic::UNIT; self.slots],
+        };
+        for code in &self.body {
+            match code(&mut env) {
+                Ok(_) => {}
+                Err(Stop::Return) => break,
+                Err(Stop::Bail) => return None,
+            }
+        }
+        Some(env.ctx.ops)
+    }
+}
+
+/// rhai's `calc_fn_hash` for a function without namespace: the key of a
+/// call's name and arity. Checked against the AST's own hashes at compile time.
+pub(crate) fn fn_hash(name: &str, num_args: usize) -> u64 {
+    let s = &mut ahash::AHasher::default();
+    s.write_u8(b'F');
+    s.write_usize(0);
+    name.hash(s);
+    s.write_usize(num_args);
+    s.finish()
+}
+
+/// rhai's `calc_fn_hash_full`: the resolution cache's key for a call with
+/// these argument types. Checked once per process by [`hashing_matches`].
+pub(crate) fn fn_hash_full(base: u64, types: impl IntoIterator<Item = std::any::TypeId>) -> u64 {
+    let s = &mut ahash::AHasher::default();
+    s.write_u8(b'A');
+    let mut count = 0;
+    for t in types {
+        t.hash(s);
+        count += 1;
+    }
+    s.write_usize(count);
+    s.finish() ^ base
+}
+
+/// Whether [`fn_hash_full`] finds what rhai put in its resolution cache: a
+/// call run three times by the interpreter must be found under our key. If
+/// not (another ahash, a seeded build), nothing is compiled.
+fn hashing_matches(engine: &Engine) -> bool {
+    static MATCHES: OnceLock<bool> = OnceLock::new();
+    *MATCHES.get_or_init(|| {
+        let Ok(ast) = engine.compile("min(1, 2); min(1, 2); min(1, 2);") else {
+            return false;
+        };
+        let mut caches = Caches::new();
+        let mut global = engine.new_global_runtime_state();
+        let mut scope = Scope::new();
+        if super::engine::run_statements(engine, &mut global, &mut caches, &mut scope, &ast)
+            .is_err()
+        {
+            return false;
+        }
+        let key = fn_hash_full(fn_hash("min", 2), [std::any::TypeId::of::<INT>(); 2]);
+        matches!(
+            caches.fn_resolution_cache_mut().dict.get(&key),
+            Some(Some(_))
+        )
+    })
+}

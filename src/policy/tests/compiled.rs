@@ -1,0 +1,266 @@
+//! Compiled policies against the interpreter: the same effects, outcome,
+//! logs, errors and operation counts on every shipped case, through both
+//! default pipelines on random clients, and on scripts at the edges of the
+//! language; and the compiled path is really the one taken.
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+
+use super::super::engine::compiled_runs;
+use super::super::testing::{CLIENT_EVENT_STAGES, CREDIT_REQUEST_STAGES, CaseInput};
+use super::super::{Limits, PipelineResult, PolicyEngine, PolicyInput, Stage, load_dir};
+use super::{request, stages};
+
+fn interpreter(limits: Limits) -> PolicyEngine {
+    PolicyEngine::new(Limits {
+        compile: false,
+        ..limits
+    })
+}
+
+/// The result as JSON without what depends on the clock.
+fn comparable(result: &PipelineResult) -> Value {
+    let mut value = serde_json::to_value(result).unwrap();
+    for stage in value["trace"].as_array_mut().unwrap() {
+        stage.as_object_mut().unwrap().remove("duration_us");
+    }
+    value
+}
+
+/// Runs `stages` on `input` interpreted, then compiled three times (the first
+/// runs fill rhai's resolution cache, which the compiled code calls through):
+/// every run must give the interpreter's result. Returns the compiled stage
+/// runs of the last one.
+fn agree(limits: Limits, stages: &[Stage], input: &PolicyInput, what: &str) -> u64 {
+    let expected = comparable(&interpreter(limits).run(stages, input));
+    let compiled = PolicyEngine::new(limits);
+    let mut last = 0;
+    for _ in 0..3 {
+        let before = compiled_runs();
+        let actual = comparable(&compiled.run(stages, input));
+        last = compiled_runs() - before;
+        assert_eq!(actual, expected, "{what}");
+    }
+    last
+}
+
+fn shipped_stages(engine: &PolicyEngine, names: &[&str]) -> Vec<Stage> {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("policies");
+    let files = load_dir(dir).unwrap();
+    names
+        .iter()
+        .map(|name| {
+            let file = files.iter().find(|f| f.name == *name).unwrap();
+            Stage::new(*name, 1, engine.compile(&file.source).unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn every_shipped_case_gives_the_same_result_compiled() {
+    let engine = PolicyEngine::default();
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("policies");
+    let mut compiled = 0;
+    let mut cases = 0;
+    for file in load_dir(dir).unwrap() {
+        let stage = vec![Stage::new(
+            &file.name,
+            1,
+            engine.compile(&file.source).unwrap(),
+        )];
+        for case in &file.cases {
+            let input = case.input.to_policy_input().unwrap();
+            let what = format!("{} / {}", file.name, case.name);
+            compiled += agree(Limits::default(), &stage, &input, &what);
+            // And through the whole pipeline of its trigger.
+            let names: &[&str] = if case.input.request.is_some() {
+                &CREDIT_REQUEST_STAGES
+            } else {
+                &CLIENT_EVENT_STAGES
+            };
+            let pipeline = shipped_stages(&engine, names);
+            agree(Limits::default(), &pipeline, &input, &what);
+            cases += 1;
+        }
+    }
+    // Every shipped stage compiles: each case's last run was compiled.
+    assert_eq!(compiled, cases);
+}
+
+/// A client as `GET /v1/clients/{id}` shows it, drawn at random.
+fn random_client(rng: &mut StdRng) -> Value {
+    let money = |rng: &mut StdRng, max: u32| {
+        format!(
+            "{}.{:02}",
+            rng.random_range(0..max),
+            rng.random_range(0..100)
+        )
+    };
+    let paid = rng.random_range(0..60);
+    let legal = [
+        "none",
+        "none",
+        "none",
+        "safeguard",
+        "receivership",
+        "liquidation",
+    ];
+    let legal = legal[rng.random_range(0..legal.len())];
+    json!({
+        "is_prospect": rng.random_bool(0.1),
+        "status": if rng.random_bool(0.1) { "blocked" } else { "active" },
+        "credit_limit": money(rng, 150_000),
+        "exposure": {"open_invoices": money(rng, 80_000), "reserved": money(rng, 20_000)},
+        "overdue": {"amount": money(rng, 20_000), "max_days_past_due": rng.random_range(0..130)},
+        "payment_behaviour": {
+            "invoices_paid": paid,
+            "paid_late": if paid == 0 { 0 } else { rng.random_range(0..=paid) },
+            "average_days_late": if rng.random_bool(0.2) { Value::Null } else { json!(rng.random_range(0..60)) },
+        },
+        "insurance": if rng.random_bool(0.3) { Value::Null } else { json!({
+            "insurer": "Allianz Trade", "insured_amount": money(rng, 120_000),
+            "valid_until": if rng.random_bool(0.2) { "2025-06-30" } else { "2027-12-31" },
+        }) },
+        "external_score": if rng.random_bool(0.2) { Value::Null } else { json!({"provider": "X", "score": rng.random_range(0..=100), "as_of": "2026-01-01"}) },
+        "alerts": {"negative": rng.random_range(0..4), "positive": rng.random_range(0..4)},
+        "legal_status": legal,
+    })
+}
+
+#[test]
+fn random_clients_get_the_same_decisions_and_reviews_compiled() {
+    let engine = PolicyEngine::default();
+    let credit = shipped_stages(&engine, &CREDIT_REQUEST_STAGES);
+    let events = shipped_stages(&engine, &CLIENT_EVENT_STAGES);
+    let mut rng = StdRng::seed_from_u64(20261202);
+    let mut compiled = 0;
+    for i in 0..150 {
+        let client = random_client(&mut rng);
+        let amount = format!(
+            "{}.{:02}",
+            rng.random_range(0..160_000),
+            rng.random_range(0..100)
+        );
+        let request = json!({"amount": amount, "requested_terms_days": rng.random_range(0..120)});
+        let input = CaseInput {
+            request: Some(request),
+            event: None,
+            client: client.clone(),
+            decision: Default::default(),
+        };
+        let what = format!("client {i}: {client}");
+        compiled += agree(
+            Limits::default(),
+            &credit,
+            &input.to_policy_input().unwrap(),
+            &what,
+        );
+        let event = json!({"type": "payment_received", "event_id": "E-1", "client_id": "C-1",
+                           "occurred_at": "2026-11-30T10:00:00Z", "amount": "100.00"});
+        let input = CaseInput {
+            request: None,
+            event: Some(event),
+            client,
+            decision: Default::default(),
+        };
+        compiled += agree(
+            Limits::default(),
+            &events,
+            &input.to_policy_input().unwrap(),
+            &what,
+        );
+    }
+    assert!(compiled > 150 * 7, "{compiled} stages ran compiled");
+}
+
+/// Scripts at the edges: errors, `()`, mixed types, overflow, limits. Each
+/// must give the interpreter's answer, compiled or not.
+const EDGES: &[&str] = &[
+    "let x = client.no_such_field;",
+    "let x = client.overdue.amount + 1; note(\"N\", `${x}`);",
+    "let x = 10 / 0;",
+    "let x = 9223372036854775807 + 1;",
+    "let x = -(-9223372036854775807 - 1);",
+    "let x = 1.5 * 3; let y = x / 0.0;",
+    "if () == () { note(\"A\", \"unit\"); } if client.insurance != () { note(\"B\", \"insured\"); }",
+    "if 3 > () { note(\"A\", \"x\"); } if \"a\" < \"b\" { note(\"B\", \"y\"); } if true == false { note(\"C\", \"z\"); }",
+    "if \"a\" == 1 { note(\"A\", \"x\"); } if [] != #{} { note(\"B\", `${[1, 2]}`); }",
+    "let s = `${true} ${()} ${1.50} ${-3} ${\"x\"}`; note(\"S\", s);",
+    "const C = 1; C = 2;",
+    "client.alerts.negative = 3;",
+    "let a = [1, 2, 3]; let b = a[5];",
+    "let a = [1, 2, 3]; let b = a[-1]; note(\"A\", `${b}`);",
+    "let m = #{a: 1}; let b = m[\"a\"] + m.a; note(\"M\", `${b}`);",
+    "let t = 0; for x in [1, 2, 3] { t += x; } for x in [] {} for y in [4, 5] {} note(\"T\", `${t}`);",
+    "let t = 0; for c in \"abc\" { t += 1; }",
+    "let t = 0; for x in 0..3 { t += x; }",
+    "let x = if client.is_prospect { 1 } else if client.status == \"active\" { 2 } else { 3 }; note(\"X\", `${x}`);",
+    "if client.status == \"active\" { return; } note(\"N\", \"not reached\");",
+    "let x = 1; { let x = 2; note(\"A\", `${x}`); } note(\"B\", `${x}`);",
+    "let f = []; f.add_factor(\"A\", 3); f.add_factor(\"B\", 0); set_score(3, \"A\", f);",
+    "client.risk.factors.add_factor(\"A\", 3);",
+    "let f = client.risk.factors; f.add_factor(\"A\", 3);",
+    "let s = client.name; let t = s.sub_string(0, 3) + s.len(); note(\"S\", `${t}`);",
+    "let s = client.updated_at.sub_string(0, 10);",
+    "let x = \"a\"; for i in 0..20 { x += x; }",
+    "let x = min(1, 2.5) + max(3, 4) + abs(-2); note(\"X\", `${x}`);",
+    "if client.legal_status in [\"none\", \"safeguard\"] && !(\"x\" in client) { note(\"L\", client.legal_status); }",
+    "let p = points_from(45, [#{from: 31, points: 20}, #{from: 1, points: 5}]); note(\"P\", `${p}`);",
+    "let p = points_from(\"x\", [#{from: 1, points: 5}]);",
+    "let x = client; note(\"C\", x.currency);",
+    "let x = 1; x = \"now a string\"; x += 1;",
+    "let d = 0.1 + 0.2; if d == 0.3 { note(\"D\", `${d % 0.07}`); }",
+    "let y = 5; y -= 2.5;",
+    "let z = 5.0; z *= 2; z /= 4; z %= 2; note(\"Z\", `${z}`);",
+    "let n = 1; while n < 5 { n += 1; }",
+    "print(\"hello\"); debug(client.currency);",
+    "throw \"stop\";",
+    "decline(\"X\", 42);",
+    "let a = [1, [2, 3], #{k: \"v\"}]; note(\"A\", `${a[1][0]} ${a[2].k} ${a.len()}`);",
+];
+
+#[test]
+fn scripts_at_the_edges_give_the_same_result_compiled() {
+    let input = request("1234.55");
+    for script in EDGES {
+        let engine = PolicyEngine::default();
+        let Ok(stage) = std::panic::catch_unwind(|| stages(&engine, &[script])) else {
+            continue; // does not compile: nothing to compare
+        };
+        let n = agree(Limits::default(), &stage, &input, script);
+        println!("{n} {script}");
+        // With a budget that runs out part-way, at every point.
+        for max_operations in 1..40 {
+            let limits = Limits {
+                max_operations,
+                ..Limits::default()
+            };
+            agree(
+                limits,
+                &stage,
+                &input,
+                &format!("{script} ({max_operations} operations)"),
+            );
+        }
+    }
+}
+
+#[test]
+fn the_operation_limit_is_reached_at_the_same_count_in_the_default_pipeline() {
+    let engine = PolicyEngine::default();
+    let credit = shipped_stages(&engine, &CREDIT_REQUEST_STAGES);
+    let input = request("12500.00");
+    for max_operations in [1, 5, 17, 40, 90, 150, 200, 260] {
+        let limits = Limits {
+            max_operations,
+            ..Limits::default()
+        };
+        agree(
+            limits,
+            &credit,
+            &input,
+            &format!("{max_operations} operations"),
+        );
+    }
+}
