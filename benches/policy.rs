@@ -16,6 +16,10 @@
 //!   (`POLICY_BENCH_BORROWED=1`: with a borrowed input, as reviews ran);
 //! - `POLICY_BENCH_HOSTILE=N`: runs each hostile script N times under several
 //!   limits and prints the time to stop and the overshoot past the cap.
+//!
+//! `POLICY_BENCH_INTERPRET=1` runs the policies on rhai's interpreter instead
+//! of compiled to closures, in every mode (the criterion groups also measure
+//! the sound client interpreted).
 
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -174,8 +178,18 @@ fn describe(label: &str, result: &PipelineResult) {
     );
 }
 
+/// The engine of the pipeline benchmarks: policies compiled to closures
+/// unless `POLICY_BENCH_INTERPRET=1`.
+fn pipeline_engine() -> PolicyEngine {
+    let interpret = std::env::var("POLICY_BENCH_INTERPRET").as_deref() == Ok("1");
+    PolicyEngine::new(Limits {
+        compile: !interpret,
+        ..Limits::default()
+    })
+}
+
 fn bench_pipeline(c: &mut Criterion) {
-    let engine = PolicyEngine::default();
+    let engine = pipeline_engine();
     let stages = default_stages(&engine);
     let sound = (request("12500.00", 60), sound_client());
     let risky = (request("12500.00", 60), risky_client());
@@ -194,6 +208,20 @@ fn bench_pipeline(c: &mut Criterion) {
     });
     group.bench_function("risky client (input + 7 stages)", |b| {
         b.iter(|| evaluate(&engine, &stages, black_box(&risky.0), black_box(&risky.1)))
+    });
+    let interpreter = PolicyEngine::new(Limits {
+        compile: false,
+        ..Limits::default()
+    });
+    group.bench_function("sound client, interpreted (input + 7 stages)", |b| {
+        b.iter(|| {
+            evaluate(
+                &interpreter,
+                &stages,
+                black_box(&sound.0),
+                black_box(&sound.1),
+            )
+        })
     });
     let input = policy_input(&sound.0, &sound.1);
     group.bench_function("sound client (7 stages, input prebuilt)", |b| {
@@ -349,7 +377,7 @@ fn env_count(name: &str) -> Option<usize> {
 
 fn main() {
     if let Some(n) = env_count("POLICY_BENCH_PROFILE") {
-        let engine = PolicyEngine::default();
+        let engine = pipeline_engine();
         let stages = default_stages(&engine);
         let client = match std::env::var("POLICY_BENCH_CLIENT").as_deref() {
             Ok("risky") => risky_client(),

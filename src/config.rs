@@ -64,6 +64,10 @@ pub struct Settings {
     /// Seconds between scheduled review passes (clients whose invoices crossed 30/60/90 days
     /// past due or whose cover ended); 0 turns the pass off.
     pub review_interval_secs: u64,
+    /// Run policies compiled to closures (the interpreter where they cannot
+    /// be); `false` always interprets. Same results either way: a switch for
+    /// an incident, not a tuning knob.
+    pub compile_policies: bool,
 }
 
 impl Default for Settings {
@@ -85,6 +89,7 @@ impl Default for Settings {
             sqlite_busy_timeout_ms: 5_000,
             reservation_ttl_secs: 7 * 24 * 3600,
             review_interval_secs: 600,
+            compile_policies: true,
         }
     }
 }

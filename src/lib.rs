@@ -25,7 +25,7 @@ use api::error::ApiError;
 use api::observe::{Metrics, observe};
 use auth::JwtKeys;
 use config::Settings;
-use policy::PolicyEngine;
+use policy::{Limits, PolicyEngine};
 use service::committer::DecisionWriter;
 use service::policies::{self, PolicyRegistry};
 use service::shadow::ShadowFeed;
@@ -116,7 +116,10 @@ pub fn prepare(settings: Settings) -> Result<AppState, String> {
     if !applied.is_empty() {
         tracing::info!(versions = ?applied, "migrations applied");
     }
-    let engine = PolicyEngine::default();
+    let engine = PolicyEngine::new(Limits {
+        compile: settings.compile_policies,
+        ..Limits::default()
+    });
     let seeded = policies::defaults::seed(&mut conn, &engine).map_err(|e| e.to_string())?;
     if !seeded.is_empty() {
         tracing::info!(policies = ?seeded, "default policies loaded as version 1");

@@ -2,7 +2,7 @@
 //! arguments (a bad one is a policy runtime error, never a silent clamp) and
 //! records into the running evaluation's frame.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::str::FromStr;
 
 use rhai::{Dynamic, Engine, EvalAltResult, Map};
@@ -281,8 +281,8 @@ fn set_score(score: Dynamic, band: Dynamic, factors: Dynamic) -> FnResult {
     let factors = factors_arg(factors)?;
     let mut message = format!("risk score {score}, band {band}");
     for (i, factor) in factors.iter().filter(|f| f.points != 0).enumerate() {
-        message.push_str(if i == 0 { ": " } else { ", " });
-        message.push_str(&format!("{} {:+}", factor.code, factor.points));
+        let separator = if i == 0 { ": " } else { ", " };
+        let _ = write!(message, "{separator}{} {:+}", factor.code, factor.points);
     }
     let action = Action::SetScore {
         score,

@@ -88,7 +88,7 @@ impl Limits {
 
 /// The clock is read every this many operations: often enough to stop a
 /// script within microseconds of its deadline, rarely enough to cost nothing.
-const CLOCK_EVERY_OPS: u64 = 64;
+pub(crate) const CLOCK_EVERY_OPS: u64 = 64;
 /// Lines of `print`/`debug` output kept per stage, and characters per line.
 const MAX_LOG_LINES: usize = 64;
 const MAX_LOG_CHARS: usize = 1_000;
@@ -111,8 +111,11 @@ pub(crate) struct Sandbox {
     /// Each policy compiled to closures, once per thread (closures are not
     /// `Send`), or `None` when it uses what the compiler does not support.
     /// Keyed as `caches`.
-    programs: RefCell<HashMap<usize, (Arc<AST>, Option<Rc<Program>>)>>,
+    programs: RefCell<HashMap<usize, Compiled>>,
 }
+
+/// A policy's AST (held so its address stays its key) and its compiled form.
+type Compiled = (Arc<AST>, Option<Rc<Program>>);
 
 impl Sandbox {
     fn new(limits: &Limits) -> Self {
@@ -199,6 +202,7 @@ thread_local! {
 
 /// Stages this thread ran compiled to the end (tests check the compiled
 /// path is taken, not only that results agree).
+#[cfg(test)]
 pub(crate) fn compiled_runs() -> u64 {
     COMPILED_RUNS.try_with(Cell::get).unwrap_or(0)
 }
@@ -295,8 +299,16 @@ fn check_deadline(ops: u64) -> Option<Dynamic> {
     if ops % CLOCK_EVERY_OPS != 0 {
         return None;
     }
-    let deadline = DEADLINE.try_with(Cell::get).ok().flatten()?;
-    (Instant::now() >= deadline).then(|| Dynamic::from("wall-clock limit exceeded"))
+    past_deadline().then(|| Dynamic::from("wall-clock limit exceeded"))
+}
+
+/// Whether the running stage is past its wall-clock deadline.
+pub(crate) fn past_deadline() -> bool {
+    DEADLINE
+        .try_with(Cell::get)
+        .ok()
+        .flatten()
+        .is_some_and(|deadline| Instant::now() >= deadline)
 }
 
 fn log_line(mut line: String) {

@@ -34,6 +34,12 @@
 //! non-negative with at most the currency's minor digits; percents 0..=100;
 //! days 0..=3650. A bad argument is a policy error, never a silent clamp.
 //!
+//! # How scripts run
+//! Compiled to closures (module `compiled`) where every construct of the policy is
+//! in the supported subset, on rhai's interpreter otherwise or when the
+//! compiled code gives up; the results, errors and operation counts are the
+//! same either way ([`Limits::compile`] turns compilation off).
+//!
 //! # Testing
 //! [`testing`] runs a policy's cases (`NAME.tests.json` next to `NAME.rhai`):
 //! the runner of `encours policies test`, of version submission and of

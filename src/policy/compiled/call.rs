@@ -6,6 +6,7 @@
 use std::any::TypeId;
 
 use rhai::{Dynamic, FnCallExpr, ImmutableString, NativeCallContext, Position, RhaiFunc};
+use smallvec::SmallVec;
 
 use super::build::{Compiler, Var};
 use super::{Code, Ctx, Res, Stop, ops};
@@ -26,6 +27,11 @@ const SYNTACTIC: [&str; 12] = [
     "this",
     "exit",
 ];
+
+/// Argument values of a call, on the stack for the usual arities.
+pub(super) type Values = SmallVec<[Dynamic; 4]>;
+/// The arguments as rhai passes them to a native function.
+pub(super) type Args<'a> = SmallVec<[&'a mut Dynamic; 5]>;
 
 /// A function found in the resolution cache, with the module it came from.
 pub(super) struct Resolved {
@@ -125,7 +131,7 @@ pub(super) fn on_variable(
     } else {
         first
     };
-    let mut args: Vec<&mut Dynamic> = Vec::with_capacity(rest.len() + 1);
+    let mut args: Args<'_> = SmallVec::new();
     args.push(first);
     args.extend(rest.iter_mut());
     let value = invoke(&env.ctx, &resolved, name, &mut args)?;
@@ -183,7 +189,7 @@ pub(super) fn compile(c: &mut Compiler<'_>, x: &FnCallExpr) -> Option<Code> {
             .collect::<Option<Vec<_>>>()?;
         return Some(Box::new(move |env| {
             env.ctx.count(1)?;
-            let mut values = rest.iter().map(|r| r(env)).collect::<Result<Vec<_>, _>>()?;
+            let mut values = rest.iter().map(|r| r(env)).collect::<Result<Values, _>>()?;
             env.ctx.count(1)?;
             on_variable(env, var, &name, hash, &mut values)
         }));
@@ -194,8 +200,8 @@ pub(super) fn compile(c: &mut Compiler<'_>, x: &FnCallExpr) -> Option<Code> {
         .map(|a| c.arg(a))
         .collect::<Option<Vec<_>>>()?;
     Some(Box::new(move |env| {
-        let mut values = args.iter().map(|a| a(env)).collect::<Result<Vec<_>, _>>()?;
-        let mut refs: Vec<&mut Dynamic> = values.iter_mut().collect();
+        let mut values = args.iter().map(|a| a(env)).collect::<Result<Values, _>>()?;
+        let mut refs: Args<'_> = values.iter_mut().collect();
         native(&mut env.ctx, &name, hash, &mut refs)
     }))
 }

@@ -7,6 +7,9 @@
 use rhai::{ASTFlags, Dynamic, Expr, FnCallExpr, ImmutableString};
 
 use super::build::{Compiler, Var};
+use smallvec::SmallVec;
+
+use super::call::{Args, Values};
 use super::{Code, Env, Res, Stop, call};
 
 enum Link {
@@ -123,8 +126,8 @@ fn run(env: &mut Env<'_>, root: &Root, links: &[Link], fixed: u64) -> Res {
     // rhai evaluates the chain's indexes and arguments first, left to right
     // (a method is the last link, so its arguments come last).
     env.ctx.count(fixed)?;
-    let mut indexes = Vec::new();
-    let mut args = Vec::new();
+    let mut indexes = Values::new();
+    let mut args = Values::new();
     for link in links {
         match link {
             Link::Index(Index::Computed(code)) => indexes.push(code(env)?),
@@ -177,11 +180,10 @@ fn run(env: &mut Env<'_>, root: &Root, links: &[Link], fixed: u64) -> Res {
                     return Err(Stop::Bail);
                 }
                 let mut object = target.clone();
-                let mut call_args: Vec<&mut Dynamic> = Vec::with_capacity(args.len() + 1);
+                let mut call_args: Args<'_> = SmallVec::new();
                 call_args.push(&mut object);
                 call_args.extend(args.iter_mut());
-                let types: Vec<_> = call_args.iter().map(|a| a.type_id()).collect();
-                let resolved = call::resolve(ctx, *hash, types)?;
+                let resolved = call::resolve(ctx, *hash, call_args.iter().map(|a| a.type_id()))?;
                 // On a read-only value (everything reached from the inputs) a
                 // function that changes its object is an error.
                 if !resolved.is_pure() {
@@ -239,7 +241,9 @@ fn within<R>(
         }
         Link::Method { .. } => return Err(Stop::Bail),
     };
-    if let Ok(i) = index.as_int() {
+    if index.is_int()
+        && let Ok(i) = index.as_int()
+    {
         let array = base.read_lock::<rhai::Array>().ok_or(Stop::Bail)?;
         let element = usize::try_from(i)
             .ok()

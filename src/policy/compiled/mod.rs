@@ -24,6 +24,7 @@ use std::sync::OnceLock;
 
 use rhai::{AST, Caches, Dynamic, Engine, GlobalRuntimeState, INT, Scope};
 
+use super::engine::{CLOCK_EVERY_OPS, past_deadline};
 use build::Compiler;
 
 /// Why compiled code stopped before the end of the script.
@@ -48,15 +49,20 @@ pub(crate) struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    /// Counts `n` operations; past the limit the interpreter reports it.
+    /// Counts `n` operations; past the limit, or past the stage's deadline
+    /// (read as often as the interpreter reads it), the interpreter takes
+    /// over and reports it (its first look at the clock then stops it).
     #[inline]
     pub fn count(&mut self, n: u64) -> Result<(), Stop> {
+        let before = self.ops;
         self.ops += n;
         if self.max_ops != 0 && self.ops > self.max_ops {
-            Err(Stop::Bail)
-        } else {
-            Ok(())
+            return Err(Stop::Bail);
         }
+        if before / CLOCK_EVERY_OPS != self.ops / CLOCK_EVERY_OPS && past_deadline() {
+            return Err(Stop::Bail);
+        }
+        Ok(())
     }
 }
 
@@ -188,5 +194,18 @@ fn hashing_matches(engine: &Engine) -> bool {
             caches.fn_resolution_cache_mut().dict.get(&key),
             Some(Some(_))
         )
+    })
+}
+
+/// Whether `source` compiles to closures for a `credit_request` scope.
+#[cfg(test)]
+pub(crate) fn compiles(source: &str) -> bool {
+    let limits = super::Limits::default();
+    super::engine::with_engine(&limits, |engine| {
+        let Ok(policy) = super::cache::compile_with(engine, source) else {
+            return false;
+        };
+        let inputs = ["request", "client", "decision"].map(String::from).to_vec();
+        Program::compile(engine, &policy.ast, inputs).is_some()
     })
 }

@@ -59,11 +59,15 @@ enum Num {
 }
 
 impl Num {
+    /// (`as_int` and `as_decimal` name the type on failure: tested first.)
     fn of(value: &Dynamic) -> Option<Self> {
-        if let Ok(i) = value.as_int() {
-            return Some(Self::Int(i));
+        if value.is_int() {
+            return value.as_int().ok().map(Self::Int);
         }
-        value.as_decimal().ok().map(Self::Dec)
+        if value.is_decimal() {
+            return value.as_decimal().ok().map(Self::Dec);
+        }
+        None
     }
 
     fn dec(self) -> Decimal {
@@ -156,7 +160,10 @@ pub(super) fn binary(op: Op, x: &Dynamic, y: &Dynamic) -> Res {
             .map(Dynamic::from_bool)
             .ok_or(Stop::Bail);
     }
-    if let (Ok(a), Ok(b)) = (x.as_bool(), y.as_bool()) {
+    if x.is_bool()
+        && y.is_bool()
+        && let (Ok(a), Ok(b)) = (x.as_bool(), y.as_bool())
+    {
         return match op {
             Op::Eq => Ok(Dynamic::from_bool(a == b)),
             Op::Ne => Ok(Dynamic::from_bool(a != b)),
@@ -184,7 +191,9 @@ pub(super) fn unary(token: &Token, x: &Dynamic) -> Option<Res> {
     match token {
         Token::Bang => x.as_bool().ok().map(|b| Ok(Dynamic::from_bool(!b))),
         Token::Minus | Token::UnaryMinus => {
-            if let Ok(i) = x.as_int() {
+            if x.is_int()
+                && let Ok(i) = x.as_int()
+            {
                 return Some(i.checked_neg().map(Dynamic::from_int).ok_or(Stop::Bail));
             }
             x.as_decimal().ok().map(|d| Ok(Dynamic::from_decimal(-d)))

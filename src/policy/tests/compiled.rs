@@ -264,3 +264,191 @@ fn the_operation_limit_is_reached_at_the_same_count_in_the_default_pipeline() {
         );
     }
 }
+
+#[test]
+fn the_wall_clock_cap_stops_compiled_code_too() {
+    // Nested loops over arrays compile, and with no operation limit only the
+    // clock stops them: ten billion iterations would take minutes.
+    let limits = Limits {
+        max_operations: 0,
+        timeout_ms: 20,
+        ..Limits::default()
+    };
+    let script = format!(
+        "let a = [{}]; let n = 0;\n\
+         for b in a {{ for c in a {{ for d in a {{ for e in a {{ for f in a {{ n += 1; }} }} }} }} }}",
+        ["0"; 60].join(", ")
+    );
+    let engine = PolicyEngine::new(limits);
+    let stage = stages(&engine, &[script.as_str()]);
+    let before = compiled_runs();
+    let started = std::time::Instant::now();
+    let r = engine.run(&stage, &request("1.00"));
+    let err = super::failure(&r);
+    assert_eq!(err.kind, super::super::StageErrorKind::Timeout, "{err:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    // It was compiled: the run gave up at the deadline, not at compile time.
+    assert!(super::super::compiled::compiles(&script));
+    assert_eq!(compiled_runs(), before);
+}
+
+mod random_scripts {
+    //! Random scripts over the values policies handle (numbers, decimals,
+    //! strings, `()`, booleans, the inputs' properties), through every
+    //! construct the compiler supports: compiled and interpreted must agree,
+    //! errors and operation counts included.
+
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    use super::super::super::{Limits, PolicyEngine};
+    use super::super::{request, stages};
+    use super::agree;
+
+    /// Numbers: INT, Decimal, the inputs' amounts and counts; one leaf in
+    /// twenty is of another type or missing, for the errors.
+    const NUMBERS: &[&str] = &[
+        "0",
+        "1",
+        "7",
+        "-3",
+        "100",
+        "9223372036854775807",
+        "0.1",
+        "1.50",
+        "-2.25",
+        "x",
+        "client.credit_limit",
+        "client.overdue.max_days_past_due",
+        "client.overdue.amount",
+        "client.external_score.score",
+        "client.alerts.negative",
+        "decision.limit",
+        "request.amount",
+        "client.exposure.total",
+        "client.payment_behaviour.invoices_paid",
+    ];
+    const STRINGS: &[&str] = &[
+        "\"a\"",
+        "\"EUR\"",
+        "\"\"",
+        "client.currency",
+        "decision.band",
+        "client.legal_status",
+        "client.status",
+        "y",
+    ];
+    const ODD: &[&str] = &[
+        "()",
+        "client.insurance",
+        "client.no_such_field",
+        "client.risk.factors",
+        "true",
+        "decision.declined",
+        "\"text\"",
+    ];
+    const ARITHMETIC: &[&str] = &["+", "-", "*", "/", "%"];
+    const COMPARISONS: &[&str] = &["==", "!=", "<", "<=", ">", ">="];
+
+    fn leaf(common: &'static [&'static str]) -> impl Strategy<Value = String> {
+        prop_oneof![
+            19 => proptest::sample::select(common).prop_map(str::to_owned),
+            1 => proptest::sample::select(ODD).prop_map(str::to_owned),
+        ]
+    }
+
+    fn number() -> impl Strategy<Value = String> {
+        leaf(NUMBERS).prop_recursive(3, 16, 2, |n| {
+            prop_oneof![
+                (n.clone(), proptest::sample::select(ARITHMETIC), n.clone())
+                    .prop_map(|(a, op, b)| format!("({a} {op} {b})")),
+                n.clone().prop_map(|a| format!("(- {a})")),
+                (n.clone(), n.clone()).prop_map(|(a, b)| format!("max({a}, {b})")),
+                (n.clone(), n.clone(), n.clone())
+                    .prop_map(|(a, b, c)| format!("(if {a} > {b} {{ {b} }} else {{ {c} }})")),
+                (n.clone(), n.clone()).prop_map(|(a, b)| format!("[{a}, {b}][1]")),
+                n.clone().prop_map(|a| format!("#{{k: {a}}}.k")),
+            ]
+        })
+    }
+
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            3 => leaf(STRINGS),
+            1 => (number(), leaf(STRINGS)).prop_map(|(a, b)| format!("`{a}=${{{a}}} ${{{b}}}`")),
+        ]
+    }
+
+    fn condition() -> impl Strategy<Value = String> {
+        let compare = prop_oneof![
+            (number(), proptest::sample::select(COMPARISONS), number())
+                .prop_map(|(a, op, b)| format!("({a} {op} {b})")),
+            (text(), proptest::sample::select(COMPARISONS), text())
+                .prop_map(|(a, op, b)| format!("({a} {op} {b})")),
+            leaf(ODD).prop_map(|a| format!("({a} == ())")),
+            text().prop_map(|a| format!("({a} in [\"EUR\", \"B\", \"none\"])")),
+        ];
+        compare.prop_recursive(2, 8, 2, |c| {
+            prop_oneof![
+                (c.clone(), c.clone()).prop_map(|(a, b)| format!("({a} && {b})")),
+                (c.clone(), c.clone()).prop_map(|(a, b)| format!("({a} || {b})")),
+                c.prop_map(|a| format!("(!{a})")),
+            ]
+        })
+    }
+
+    fn script() -> impl Strategy<Value = String> {
+        let parts = (number(), text(), condition(), number(), text(), 0usize..4);
+        parts.prop_map(|(a, b, c, d, e, shape)| {
+            let body = match shape {
+                0 => format!("note(\"N\", `${{{d}}} ${{{e}}}`);"),
+                1 => format!("if {c} {{ note(\"A\", `${{{d}}}`); }} else {{ y = {e}; }}"),
+                2 => format!("x += {d}; for f in [{d}, {a}] {{ x = f; }} y = {e};"),
+                _ => format!("if {c} {{ return; }} let z = {d}; note(\"Z\", `${{z}} ${{{e}}}`);"),
+            };
+            format!("let x = 0;\nlet y = \"\";\nx = {a};\ny = {b};\n{body}\nnote(\"END\", `${{x}}/${{y}}`);")
+        })
+    }
+
+    #[test]
+    fn compiled_and_interpreted_agree_on_random_scripts() {
+        let input = request("1234.55");
+        let mut runner = TestRunner::new(Config {
+            cases: 1000,
+            failure_persistence: None,
+            ..Config::default()
+        });
+        let (parsed, compiled) = (std::cell::Cell::new(0), std::cell::Cell::new(0));
+        runner
+            .run(&(script(), 0u64..120), |(source, budget)| {
+                let engine = PolicyEngine::default();
+                if engine.compile(&source).is_err() {
+                    return Ok(()); // a parse error: nothing to compare
+                }
+                parsed.set(parsed.get() + 1);
+                let stage = stages(&engine, &[source.as_str()]);
+                let runs = agree(Limits::default(), &stage, &input, &source);
+                compiled.set(compiled.get() + runs);
+                let limits = Limits {
+                    max_operations: budget.max(1),
+                    ..Limits::default()
+                };
+                agree(
+                    limits,
+                    &stage,
+                    &input,
+                    &format!("{source} ({budget} operations)"),
+                );
+                Ok(())
+            })
+            .unwrap();
+        // Many random scripts fail (types, a missing field): enough must parse
+        // and run compiled to the end for the comparison to mean something.
+        let (parsed, compiled) = (parsed.get(), compiled.get());
+        println!("{parsed} random scripts parsed, {compiled} ran compiled to the end");
+        assert!(
+            parsed >= 900 && compiled >= 400,
+            "{parsed} parsed, {compiled} compiled"
+        );
+    }
+}
