@@ -58,6 +58,11 @@ export ENCOURS_BIND="127.0.0.1:$PORT"
 ENCOURS_JWT_SECRET=$(head -c 48 /dev/urandom | base64 | tr -d '\n')
 export ENCOURS_JWT_SECRET
 export ENCOURS_LOG=json RUST_LOG=warn
+# A setting to compare against the defaults, e.g. SERVER_SETTING=ENCOURS_COMPILE_POLICIES=false.
+if [[ -n ${SERVER_SETTING:-} ]]; then
+    [[ $SERVER_SETTING == ENCOURS_*=* ]] || die "SERVER_SETTING must look like ENCOURS_NAME=value"
+    export "${SERVER_SETTING?}"
+fi
 
 say "starting encours serve on $BASE, database in $WORK"
 (cd "$WORK" && exec "$ENCOURS" serve >"$WORK/server.log" 2>&1) &

@@ -25,6 +25,7 @@
 #   BENCH_TMPDIR=$TMPDIR where the temporary database directory goes (must be a real disk)
 #   KEEP=0               1 keeps the temporary directory (database, server log, JSON results)
 #   SKIP_BUILD=0         1 uses the binaries already built
+#   SERVER_SETTING=      one ENCOURS_NAME=value for the server, to compare with the defaults
 #
 # Exit status 0 when every request was answered 2xx and the audit checks pass, whether or not
 # the goals are met (the summary says); 1 otherwise, with the summary printed first when the

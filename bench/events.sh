@@ -29,6 +29,7 @@
 #   BENCH_TMPDIR=$TMPDIR where the temporary database directory goes (must be a real disk)
 #   KEEP=0               1 keeps the temporary directory (database, server log, JSON results)
 #   SKIP_BUILD=0         1 uses the binaries already built
+#   SERVER_SETTING=      one ENCOURS_NAME=value for the server, to compare with the defaults
 #   REBUILD_CHECK=0      1 also replays every client's log at the end (`encours clients
 #                        rebuild --check`) and fails on any difference with the projection
 #   PERF=0               1 records a CPU profile of the server during the events phase

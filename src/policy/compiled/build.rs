@@ -61,6 +61,41 @@ fn size_checked(env: &Env<'_>, value: &Dynamic) -> Result<(), Stop> {
         .map_err(|_| Stop::Bail)
 }
 
+/// A number, boolean or `()` as rhai's `to_string` shows it: `Display` of
+/// the value (`to_string_generic`, `print_bool`), nothing for `()` (`print_unit`).
+enum Shown {
+    Int(rhai::INT),
+    Decimal(rust_decimal::Decimal),
+    Bool(bool),
+    Unit,
+}
+
+impl Shown {
+    fn write(&self, text: &mut String) -> std::fmt::Result {
+        use std::fmt::Write as _;
+        match self {
+            Self::Int(i) => write!(text, "{i}"),
+            Self::Decimal(d) => write!(text, "{d}"),
+            Self::Bool(b) => write!(text, "{b}"),
+            Self::Unit => Ok(()),
+        }
+    }
+}
+
+fn displayed(value: &Dynamic) -> Option<Shown> {
+    if value.is_int() {
+        value.as_int().ok().map(Shown::Int)
+    } else if value.is_decimal() {
+        value.as_decimal().ok().map(Shown::Decimal)
+    } else if value.is_bool() {
+        value.as_bool().ok().map(Shown::Bool)
+    } else if value.is_unit() {
+        Some(Shown::Unit)
+    } else {
+        None
+    }
+}
+
 impl<'e> Compiler<'e> {
     pub fn new(engine: &'e Engine, inputs: &[String]) -> Self {
         Self {
@@ -321,13 +356,19 @@ impl<'e> Compiler<'e> {
         let max = self.engine.max_string_size();
         Some(Box::new(move |env| {
             env.ctx.count(1)?;
-            let mut text = String::new();
+            let mut text = String::with_capacity(64);
             for part in &parts {
                 let mut value = part(env)?;
-                if !value.is_string() {
+                if value.is_string() {
+                    text.push_str(&value.into_immutable_string().map_err(|_| Stop::Bail)?);
+                } else if let Some(shown) = displayed(&value) {
+                    // What rhai's `to_string` writes for these, one operation.
+                    env.ctx.count(1)?;
+                    let _ = shown.write(&mut text);
+                } else {
                     value = call::native(&mut env.ctx, "to_string", to_string, &mut [&mut value])?;
+                    text.push_str(&value.into_immutable_string().map_err(|_| Stop::Bail)?);
                 }
-                text.push_str(&value.into_immutable_string().map_err(|_| Stop::Bail)?);
                 if max != 0 && text.len() > max {
                     return Err(Stop::Bail);
                 }

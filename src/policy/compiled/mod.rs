@@ -73,6 +73,9 @@ pub(crate) struct Env<'a> {
     pub locals: Vec<Dynamic>,
 }
 
+/// The input constants of a run, by reference (three: subject, client, decision).
+pub(crate) type Inputs<'s> = smallvec::SmallVec<[&'s Dynamic; 4]>;
+
 /// A compiled policy, for the input names it was compiled against.
 pub(crate) struct Program {
     body: Vec<Code>,
@@ -96,18 +99,18 @@ impl Program {
     }
 
     /// The scope's entries, by reference, if they are the ones compiled against.
-    pub(crate) fn inputs<'s>(&self, scope: &'s Scope<'_>) -> Option<Vec<&'s Dynamic>> {
+    pub(crate) fn inputs<'s>(&self, scope: &'s Scope<'_>) -> Option<Inputs<'s>> {
         if scope.len() != self.inputs.len() {
             return None;
         }
-        scope
+        // `iter_raw` goes from the last entry to the first.
+        let mut inputs = scope
             .iter_raw()
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .zip(&self.inputs)
+            .zip(self.inputs.iter().rev())
             .map(|((name, _, value), expected)| (name == expected).then_some(value))
-            .collect()
+            .collect::<Option<Inputs<'s>>>()?;
+        inputs.reverse();
+        Some(inputs)
     }
 
     /// Whether this program was compiled for a scope of these names.
