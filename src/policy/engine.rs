@@ -18,7 +18,7 @@ use rhai::{
 use serde::{Deserialize, Serialize};
 
 use super::Trigger;
-use super::compiled::Program;
+use super::compiled::{Inputs, Program, Variants};
 use super::effects::{self, Recorded};
 use super::fast_paths;
 use super::money;
@@ -109,13 +109,9 @@ pub(crate) struct Sandbox {
     /// AST's address; the entry holds the AST so the address is not reused.
     caches: RefCell<HashMap<usize, (Arc<AST>, Caches)>>,
     /// Each policy compiled to closures, once per thread (closures are not
-    /// `Send`), or `None` when it uses what the compiler does not support.
-    /// Keyed as `caches`.
-    programs: RefCell<HashMap<usize, Compiled>>,
+    /// `Send`) and set of input names; keyed as `caches`, the AST held so.
+    programs: RefCell<HashMap<usize, (Arc<AST>, Variants)>>,
 }
-
-/// A policy's AST (held so its address stays its key) and its compiled form.
-type Compiled = (Arc<AST>, Option<Rc<Program>>);
 
 impl Sandbox {
     fn new(limits: &Limits) -> Self {
@@ -126,28 +122,22 @@ impl Sandbox {
         }
     }
 
-    /// This thread's compiled form of `ast` for the inputs in `scope`.
-    fn program(&self, ast: &Arc<AST>, scope: &Scope<'_>) -> Option<Rc<Program>> {
+    /// This thread's compiled form of `ast` for the inputs in `scope`, and
+    /// those inputs by reference.
+    fn program<'s>(
+        &self,
+        ast: &Arc<AST>,
+        scope: &'s Scope<'_>,
+    ) -> Option<(Rc<Program>, Inputs<'s>)> {
         let key = Arc::as_ptr(ast) as usize;
         let mut programs = self.programs.try_borrow_mut().ok()?;
-        if let Some((_, program)) = programs.get(&key) {
-            match program {
-                Some(p) if p.fits(scope) => return Some(Rc::clone(p)),
-                Some(_) => {}
-                None => return None,
-            }
-        }
-        if programs.len() >= MAX_CACHED_POLICIES {
+        if programs.len() >= MAX_CACHED_POLICIES && !programs.contains_key(&key) {
             programs.clear();
         }
-        let names = scope
-            .iter_raw()
-            .map(|(name, ..)| name.to_owned())
-            .collect::<Vec<_>>();
-        let names = names.into_iter().rev().collect();
-        let program = Program::compile(&self.engine, ast, names).map(Rc::new);
-        programs.insert(key, (Arc::clone(ast), program.clone()));
-        program
+        let (_, variants) = programs
+            .entry(key)
+            .or_insert_with(|| (Arc::clone(ast), Variants::default()));
+        variants.get(&self.engine, ast, scope)
     }
 
     fn take_caches(&self, ast: &Arc<AST>) -> Caches {
@@ -503,8 +493,7 @@ fn run_compiled(
     scope: &Scope<'static>,
     ast: &Arc<AST>,
 ) -> Option<u64> {
-    let program = sandbox.program(ast, scope)?;
-    let inputs = program.inputs(scope)?;
+    let (program, inputs) = sandbox.program(ast, scope)?;
     let engine = &sandbox.engine;
     catch_unwind(AssertUnwindSafe(|| {
         program.run(engine, global, caches, &inputs, limits.max_operations)

@@ -106,10 +106,17 @@ pub(super) fn compile(c: &mut Compiler<'_>, top: &Expr) -> Option<Code> {
     }
     let root = match &x.lhs {
         Expr::Variable(v, ..) => Root::Var(c.lookup(v.1.as_str())?),
-        lhs if lhs.is_constant() => Root::Literal(lhs.get_literal_value(None)?),
+        // A constant that rhai's `eval_expr` counts as one operation (an
+        // array or map literal counts its items too: compiled as an expression).
+        lhs @ (Expr::DynamicConstant(..)
+        | Expr::IntegerConstant(..)
+        | Expr::StringConstant(..)
+        | Expr::CharConstant(..)
+        | Expr::BoolConstant(..)
+        | Expr::Unit(..)) => Root::Literal(lhs.get_literal_value(None)?),
         lhs => Root::Expr(c.expr(lhs)?),
     };
-    let (last, path) = links.split_last_mut()?;
+    let (last, path) = links.split_last()?;
     if path.iter().any(|l| matches!(l, Link::Method { .. })) {
         return None;
     }

@@ -20,6 +20,7 @@ mod chain;
 mod ops;
 
 use std::hash::{Hash, Hasher};
+use std::rc::Rc;
 use std::sync::OnceLock;
 
 use rhai::{AST, Caches, Dynamic, Engine, GlobalRuntimeState, INT, Scope};
@@ -76,46 +77,73 @@ pub(crate) struct Env<'a> {
 /// The input constants of a run, by reference (three: subject, client, decision).
 pub(crate) type Inputs<'s> = smallvec::SmallVec<[&'s Dynamic; 4]>;
 
-/// A compiled policy, for the input names it was compiled against.
+/// A compiled policy.
 pub(crate) struct Program {
     body: Vec<Code>,
     slots: usize,
-    inputs: Vec<String>,
+}
+
+/// Input name sets a policy is compiled for on one thread, at most (two in
+/// practice: `scoring` runs under both triggers, with `request` or `event`).
+const MAX_VARIANTS: usize = 4;
+
+/// A policy's compiled forms on one thread, one per set of input names it
+/// ran with; `None` where it uses what the compiler does not support.
+#[derive(Default)]
+pub(crate) struct Variants(Vec<(Vec<String>, Option<Rc<Program>>)>);
+
+impl Variants {
+    /// The program for the inputs in `scope`, compiled on first use, and
+    /// those inputs by reference; `None` when it does not compile.
+    pub(crate) fn get<'s>(
+        &mut self,
+        engine: &Engine,
+        ast: &AST,
+        scope: &'s Scope<'_>,
+    ) -> Option<(Rc<Program>, Inputs<'s>)> {
+        for (names, program) in &self.0 {
+            if let Some(inputs) = inputs_named(names, scope) {
+                return program.clone().map(|p| (p, inputs));
+            }
+        }
+        if self.0.len() >= MAX_VARIANTS {
+            self.0.clear();
+        }
+        let mut names: Vec<String> = scope.iter_raw().map(|(name, ..)| name.to_owned()).collect();
+        names.reverse();
+        let program = Program::compile(engine, ast, &names).map(Rc::new);
+        let inputs = inputs_named(&names, scope);
+        self.0.push((names, program.clone()));
+        Some((program?, inputs?))
+    }
+}
+
+/// The scope's entries by reference, if they are exactly `names`.
+fn inputs_named<'s>(names: &[String], scope: &'s Scope<'_>) -> Option<Inputs<'s>> {
+    if scope.len() != names.len() {
+        return None;
+    }
+    // `iter_raw` goes from the last entry to the first.
+    let mut inputs = scope
+        .iter_raw()
+        .zip(names.iter().rev())
+        .map(|((name, _, value), expected)| (name == expected).then_some(value))
+        .collect::<Option<Inputs<'s>>>()?;
+    inputs.reverse();
+    Some(inputs)
 }
 
 impl Program {
     /// Compiles `ast` for a scope holding `inputs` (in scope order); `None`
     /// when any part of it is outside the compiled subset.
-    pub(crate) fn compile(engine: &Engine, ast: &AST, inputs: Vec<String>) -> Option<Self> {
+    pub(crate) fn compile(engine: &Engine, ast: &AST, inputs: &[String]) -> Option<Self> {
         if ast.has_functions() || !engine.fast_operators() || !hashing_matches(engine) {
             return None;
         }
-        let (body, slots) = Compiler::new(engine, &inputs).program(ast.statements())?;
-        Some(Self {
-            body,
-            slots,
-            inputs,
-        })
-    }
-
-    /// The scope's entries, by reference, if they are the ones compiled against.
-    pub(crate) fn inputs<'s>(&self, scope: &'s Scope<'_>) -> Option<Inputs<'s>> {
-        if scope.len() != self.inputs.len() {
-            return None;
-        }
-        // `iter_raw` goes from the last entry to the first.
-        let mut inputs = scope
-            .iter_raw()
-            .zip(self.inputs.iter().rev())
-            .map(|((name, _, value), expected)| (name == expected).then_some(value))
-            .collect::<Option<Inputs<'s>>>()?;
-        inputs.reverse();
-        Some(inputs)
-    }
-
-    /// Whether this program was compiled for a scope of these names.
-    pub(crate) fn fits(&self, scope: &Scope<'_>) -> bool {
-        self.inputs(scope).is_some()
+        #[cfg(test)]
+        COMPILATIONS.with(|n| n.set(n.get() + 1));
+        let (body, slots) = Compiler::new(engine, inputs).program(ast.statements())?;
+        Some(Self { body, slots })
     }
 
     /// Runs the program; the operations it counted, or `None` to run the
@@ -208,7 +236,18 @@ pub(crate) fn compiles(source: &str) -> bool {
         let Ok(policy) = super::cache::compile_with(engine, source) else {
             return false;
         };
-        let inputs = ["request", "client", "decision"].map(String::from).to_vec();
-        Program::compile(engine, &policy.ast, inputs).is_some()
+        let inputs = ["request", "client", "decision"].map(String::from);
+        Program::compile(engine, &policy.ast, &inputs).is_some()
     })
+}
+
+#[cfg(test)]
+thread_local! {
+    static COMPILATIONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Policies this thread compiled to closures (or tried to).
+#[cfg(test)]
+pub(crate) fn compilations() -> u64 {
+    COMPILATIONS.with(std::cell::Cell::get)
 }

@@ -218,6 +218,7 @@ const EDGES: &[&str] = &[
     "throw \"stop\";",
     "decline(\"X\", 42);",
     "let a = [1, [2, 3], #{k: \"v\"}]; note(\"A\", `${a[1][0]} ${a[2].k} ${a.len()}`);",
+    "let v = [1, 2, 3][1] + #{a: 5}.a + \"abc\".len() + [client.alerts.negative, 2][0]; note(\"V\", `${v}`);",
 ];
 
 #[test]
@@ -290,6 +291,27 @@ fn the_wall_clock_cap_stops_compiled_code_too() {
     // It was compiled: the run gave up at the deadline, not at compile time.
     assert!(super::super::compiled::compiles(&script));
     assert_eq!(compiled_runs(), before);
+}
+
+#[test]
+fn a_policy_of_both_triggers_is_compiled_once_for_each() {
+    // `scoring` runs for credit requests (with `request`) and client events
+    // (with `event`): one compiled form each, kept, not one replacing the other.
+    let engine = PolicyEngine::default();
+    let scoring = shipped_stages(&engine, &["scoring"]);
+    let credit = request("100.00");
+    let event = super::event(json!({"type": "sales_alert", "event_id": "E-1", "client_id": "C-1",
+                                    "occurred_at": "2026-11-30T10:00:00Z", "sentiment": "negative"}));
+    for input in [&credit, &event, &credit, &event] {
+        engine.run(&scoring, input);
+    }
+    let before = (super::super::compiled::compilations(), compiled_runs());
+    for input in [&credit, &event, &credit, &event] {
+        engine.run(&scoring, input);
+    }
+    let after = (super::super::compiled::compilations(), compiled_runs());
+    assert_eq!(after.0, before.0, "recompiled");
+    assert_eq!(after.1, before.1 + 4, "not all runs compiled");
 }
 
 mod random_scripts {
