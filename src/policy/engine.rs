@@ -187,6 +187,10 @@ thread_local! {
     // state; it also stays correct if an Engine were ever shared between threads.
     static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
     static FRAME: RefCell<Option<Frame>> = const { RefCell::new(None) };
+}
+
+#[cfg(test)]
+thread_local! {
     static COMPILED_RUNS: Cell<u64> = const { Cell::new(0) };
 }
 
@@ -435,6 +439,7 @@ pub(crate) fn eval_stage(
         && let Some(operations) = run_compiled(sandbox, limits, &global, &mut caches, scope, ast)
     {
         sandbox.keep_caches(ast, caches);
+        #[cfg(test)]
         let _ = COMPILED_RUNS.try_with(|n| n.set(n.get() + 1));
         let (effects, logs) = guard
             .take()

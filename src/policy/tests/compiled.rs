@@ -300,8 +300,9 @@ fn a_policy_of_both_triggers_is_compiled_once_for_each() {
     let engine = PolicyEngine::default();
     let scoring = shipped_stages(&engine, &["scoring"]);
     let credit = request("100.00");
-    let event = super::event(json!({"type": "sales_alert", "event_id": "E-1", "client_id": "C-1",
-                                    "occurred_at": "2026-11-30T10:00:00Z", "sentiment": "negative"}));
+    let alert = json!({"type": "sales_alert", "event_id": "E-1", "client_id": "C-1",
+                       "occurred_at": "2026-11-30T10:00:00Z", "sentiment": "negative"});
+    let event = super::event(alert);
     for input in [&credit, &event, &credit, &event] {
         engine.run(&scoring, input);
     }
