@@ -91,38 +91,57 @@ fn ordering(op: Op, ord: std::cmp::Ordering) -> Option<bool> {
     })
 }
 
-fn int(op: Op, x: INT, y: INT) -> Res {
-    let value = match op {
-        Op::Add => x.checked_add(y),
-        Op::Sub => x.checked_sub(y),
-        Op::Mul => x.checked_mul(y),
-        Op::Div if y == 0 => None,
-        Op::Div => x.checked_div(y),
-        Op::Rem => x.checked_rem(y),
-        _ => {
-            return ordering(op, x.cmp(&y))
-                .map(Dynamic::from_bool)
-                .ok_or(Stop::Bail);
-        }
-    };
-    value.map(Dynamic::from_int).ok_or(Stop::Bail)
+/// INT and Decimal, each with rhai's checked built-in arithmetic.
+trait Number: Copy + Ord {
+    fn checked(op: Op, x: Self, y: Self) -> Option<Self>;
+    fn into_dynamic(self) -> Dynamic;
 }
 
-fn dec(op: Op, x: Decimal, y: Decimal) -> Res {
-    let value = match op {
-        Op::Add => x.checked_add(y),
-        Op::Sub => x.checked_sub(y),
-        Op::Mul => x.checked_mul(y),
-        Op::Div if y.is_zero() => None,
-        Op::Div => x.checked_div(y),
-        Op::Rem => x.checked_rem(y),
-        _ => {
-            return ordering(op, x.cmp(&y))
-                .map(Dynamic::from_bool)
-                .ok_or(Stop::Bail);
+impl Number for INT {
+    fn checked(op: Op, x: Self, y: Self) -> Option<Self> {
+        match op {
+            Op::Add => x.checked_add(y),
+            Op::Sub => x.checked_sub(y),
+            Op::Mul => x.checked_mul(y),
+            Op::Div if y == 0 => None,
+            Op::Div => x.checked_div(y),
+            Op::Rem => x.checked_rem(y),
+            _ => None,
         }
-    };
-    value.map(Dynamic::from_decimal).ok_or(Stop::Bail)
+    }
+
+    fn into_dynamic(self) -> Dynamic {
+        Dynamic::from_int(self)
+    }
+}
+
+impl Number for Decimal {
+    fn checked(op: Op, x: Self, y: Self) -> Option<Self> {
+        match op {
+            Op::Add => x.checked_add(y),
+            Op::Sub => x.checked_sub(y),
+            Op::Mul => x.checked_mul(y),
+            Op::Div if y.is_zero() => None,
+            Op::Div => x.checked_div(y),
+            Op::Rem => x.checked_rem(y),
+            _ => None,
+        }
+    }
+
+    fn into_dynamic(self) -> Dynamic {
+        Dynamic::from_decimal(self)
+    }
+}
+
+/// `x op y` on two numbers of one type: a comparison, or checked arithmetic
+/// (overflow and division by zero are rhai errors: given up).
+fn arithmetic<N: Number>(op: Op, x: N, y: N) -> Res {
+    if let Some(holds) = ordering(op, x.cmp(&y)) {
+        return Ok(Dynamic::from_bool(holds));
+    }
+    N::checked(op, x, y)
+        .map(Number::into_dynamic)
+        .ok_or(Stop::Bail)
 }
 
 /// The kinds of value whose mixed comparisons rhai answers with a constant.
@@ -148,8 +167,8 @@ fn plain_kind(value: &Dynamic) -> Option<u8> {
 pub(super) fn binary(op: Op, x: &Dynamic, y: &Dynamic) -> Res {
     if let (Some(a), Some(b)) = (Num::of(x), Num::of(y)) {
         return match (a, b) {
-            (Num::Int(a), Num::Int(b)) => int(op, a, b),
-            (a, b) => dec(op, a.dec(), b.dec()),
+            (Num::Int(a), Num::Int(b)) => arithmetic(op, a, b),
+            (a, b) => arithmetic(op, a.dec(), b.dec()),
         };
     }
     if let (Some(a), Some(b)) = (
@@ -206,8 +225,8 @@ pub(super) fn unary(token: &Token, x: &Dynamic) -> Option<Res> {
 /// Decimal with Decimal or INT.
 pub(super) fn op_assign(op: Op, target: &mut Dynamic, value: &Dynamic) -> Result<(), Stop> {
     *target = match (Num::of(target), Num::of(value)) {
-        (Some(Num::Int(a)), Some(Num::Int(b))) => int(op, a, b)?,
-        (Some(Num::Dec(a)), Some(b)) => dec(op, a, b.dec())?,
+        (Some(Num::Int(a)), Some(Num::Int(b))) => arithmetic(op, a, b)?,
+        (Some(Num::Dec(a)), Some(b)) => arithmetic(op, a, b.dec())?,
         _ => return Err(Stop::Bail),
     };
     Ok(())
