@@ -18,7 +18,7 @@ use rhai::{
 use serde::{Deserialize, Serialize};
 
 use super::Trigger;
-use super::compiled::{Inputs, Program, Variants};
+use super::compiled::{Inputs, Memo, Program, Variants};
 use super::effects::{self, Recorded};
 use super::fast_paths;
 use super::money;
@@ -428,6 +428,7 @@ pub(crate) fn eval_stage(
     ast: &Arc<AST>,
     frame: Frame,
     started: Instant,
+    memo: &mut Memo,
 ) -> StageRun {
     let engine = &sandbox.engine;
     let mut caches = sandbox.take_caches(ast);
@@ -436,7 +437,8 @@ pub(crate) fn eval_stage(
     global.lib.push(ast.shared_lib().clone());
     let guard = FrameGuard::enter(frame, limits.deadline(started));
     if limits.compile
-        && let Some(operations) = run_compiled(sandbox, limits, &global, &mut caches, scope, ast)
+        && let Some(operations) =
+            run_compiled(sandbox, limits, &global, &mut caches, scope, ast, memo)
     {
         sandbox.keep_caches(ast, caches);
         #[cfg(test)]
@@ -497,11 +499,12 @@ fn run_compiled(
     caches: &mut Caches,
     scope: &Scope<'static>,
     ast: &Arc<AST>,
+    memo: &mut Memo,
 ) -> Option<u64> {
     let (program, inputs) = sandbox.program(ast, scope)?;
     let engine = &sandbox.engine;
     catch_unwind(AssertUnwindSafe(|| {
-        program.run(engine, global, caches, &inputs, limits.max_operations)
+        program.run(engine, global, caches, &inputs, memo, limits.max_operations)
     }))
     .ok()
     .flatten()

@@ -5,6 +5,7 @@ use std::time::Instant;
 use rhai::{Dynamic, Map, Scope};
 
 use super::cache::CompiledPolicy;
+use super::compiled::Memo;
 use super::compose::{Composition, PipelineResult, StageTrace};
 use super::effects::Effect;
 use super::engine::{Frame, Limits, Sandbox, eval_stage};
@@ -97,6 +98,8 @@ pub(crate) fn run(
     scope.push_constant_dynamic(DECISION, Dynamic::from_map(composition.decision_map()));
     let base = scope.len();
     let mut trace = Vec::with_capacity(stages.len());
+    // Values the stages read from `client` and the subject, which no stage can change.
+    let mut memo = Memo::default();
     for stage in stages {
         scope.rewind(base);
         if composition.decision_is_stale() {
@@ -115,6 +118,7 @@ pub(crate) fn run(
             &stage.policy.ast,
             frame,
             started,
+            &mut memo,
         );
         let duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         let effects: Vec<Effect> = run

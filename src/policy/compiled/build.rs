@@ -19,6 +19,8 @@ pub(super) enum Var {
 
 pub(super) struct Compiler<'e> {
     pub engine: &'e Engine,
+    /// The inputs' names, by index.
+    pub inputs: Vec<String>,
     /// Names in sight, innermost last.
     names: Vec<(String, Var)>,
     slots: usize,
@@ -100,6 +102,7 @@ impl<'e> Compiler<'e> {
     pub fn new(engine: &'e Engine, inputs: &[String]) -> Self {
         Self {
             engine,
+            inputs: inputs.to_vec(),
             names: inputs
                 .iter()
                 .enumerate()

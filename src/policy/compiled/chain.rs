@@ -4,13 +4,15 @@
 //! arguments and index expressions, the root, and one per link followed.
 //! Values are read by reference and only the result is copied.
 
+use std::rc::Rc;
+
 use rhai::{ASTFlags, Dynamic, Expr, FnCallExpr, ImmutableString};
 
 use super::build::{Compiler, Var};
 use smallvec::SmallVec;
 
 use super::call::{Args, Values};
-use super::{Code, Env, Res, Stop, call};
+use super::{Code, Env, Path, Res, Stop, call};
 
 enum Link {
     /// `.name` on a map.
@@ -126,10 +128,33 @@ pub(super) fn compile(c: &mut Compiler<'_>, top: &Expr) -> Option<Code> {
             return None;
         }
     }
-    Some(Box::new(move |env| run(env, &root, &links, fixed)))
+    let memo = memo_path(c, &root, &links);
+    Some(Box::new(move |env| {
+        run(env, &root, &links, fixed, memo.as_ref())
+    }))
 }
 
-fn run(env: &mut Env<'_>, root: &Root, links: &[Link], fixed: u64) -> Res {
+/// The memo key of a chain of properties from an input other than `decision`.
+fn memo_path(c: &Compiler<'_>, root: &Root, links: &[Link]) -> Option<Rc<Path>> {
+    let Root::Var(Var::Input(i)) = root else {
+        return None;
+    };
+    let input = c.inputs.get(*i)?;
+    if input == "decision" {
+        return None;
+    }
+    let mut text = input.clone();
+    for link in links {
+        let Link::Prop(name) = link else {
+            return None;
+        };
+        text.push('.');
+        text.push_str(name);
+    }
+    Some(Rc::new(Path::new(text)))
+}
+
+fn run(env: &mut Env<'_>, root: &Root, links: &[Link], fixed: u64, memo: Option<&Rc<Path>>) -> Res {
     // rhai evaluates the chain's indexes and arguments first, left to right
     // (a method is the last link, so its arguments come last).
     env.ctx.count(fixed)?;
@@ -158,6 +183,17 @@ fn run(env: &mut Env<'_>, root: &Root, links: &[Link], fixed: u64) -> Res {
                 return call_on_slot(env, *s, name, *hash, &mut args);
             }
             env.ctx.count(links_ops)?;
+            if let (Some(path), Var::Input(i)) = (memo, var) {
+                if let Some(value) = env.memo.get(path) {
+                    return Ok(value.clone());
+                }
+                let mut at = 0;
+                let value = within(env.inputs[*i], links, &indexes, &mut at, &mut |v, _| {
+                    Ok(v.clone())
+                })?;
+                env.memo.keep(path, &value);
+                return Ok(value);
+            }
             match var {
                 Var::Input(i) => env.inputs[*i],
                 Var::Let(s) | Var::Const(s) | Var::Loop(s) => &env.locals[*s],

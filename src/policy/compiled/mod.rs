@@ -72,6 +72,56 @@ pub(crate) struct Env<'a> {
     pub ctx: Ctx<'a>,
     pub inputs: &'a [&'a Dynamic],
     pub locals: Vec<Dynamic>,
+    pub memo: &'a mut Memo,
+}
+
+/// Values read from the pipeline's unchanging inputs (`client`, `request`,
+/// `event`: constants for the whole run, unlike `decision`), kept for the
+/// stages after: reading `client.overdue.amount` again costs one comparison
+/// per remembered path instead of a map search per link. Only plain values
+/// are kept (a map read whole is copied anyway). One per pipeline run.
+#[derive(Default)]
+pub(crate) struct Memo(Vec<(Rc<Path>, Dynamic)>);
+
+/// A chain of properties from an input, as a memo key.
+#[derive(PartialEq, Eq)]
+pub(crate) struct Path {
+    hash: u64,
+    text: String,
+}
+
+impl Path {
+    pub(crate) fn new(text: String) -> Self {
+        let s = &mut ahash::AHasher::default();
+        text.hash(s);
+        Self {
+            hash: s.finish(),
+            text,
+        }
+    }
+}
+
+impl Memo {
+    /// Remembered paths at most: the default pipeline reads about twenty.
+    const CAPACITY: usize = 64;
+
+    pub(crate) fn get(&self, path: &Path) -> Option<&Dynamic> {
+        self.0
+            .iter()
+            .find(|(p, _)| p.hash == path.hash && p.text == path.text)
+            .map(|(_, v)| v)
+    }
+
+    pub(crate) fn keep(&mut self, path: &Rc<Path>, value: &Dynamic) {
+        let plain = value.is_int()
+            || value.is_decimal()
+            || value.is_string()
+            || value.is_bool()
+            || value.is_unit();
+        if plain && self.0.len() < Self::CAPACITY {
+            self.0.push((Rc::clone(path), value.clone()));
+        }
+    }
 }
 
 /// The input constants of a run, by reference (three: subject, client, decision).
@@ -154,6 +204,7 @@ impl Program {
         global: &GlobalRuntimeState,
         caches: &mut Caches,
         inputs: &[&Dynamic],
+        memo: &mut Memo,
         max_ops: u64,
     ) -> Option<u64> {
         let mut env = Env {
@@ -166,6 +217,7 @@ impl Program {
             },
             inputs,
             locals: vec![Dynamic::UNIT; self.slots],
+            memo,
         };
         for code in &self.body {
             match code(&mut env) {
