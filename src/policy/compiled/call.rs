@@ -11,9 +11,9 @@ use smallvec::SmallVec;
 use super::build::{Compiler, Var};
 use super::{Code, Ctx, Res, Stop, ops};
 
-/// Calls rhai handles itself (printing, reflection, `eval`, function pointers):
-/// left to the interpreter.
-const SYNTACTIC: [&str; 12] = [
+/// Calls rhai handles itself (printing, reflection, `eval`, function pointers),
+/// as functions or methods: left to the interpreter.
+pub(super) const SYNTACTIC: [&str; 12] = [
     "print",
     "debug",
     "type_of",

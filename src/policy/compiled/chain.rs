@@ -49,7 +49,10 @@ fn parts(expr: &Expr) -> Option<(&rhai::BinaryExpr, bool, ASTFlags)> {
 
 fn method(c: &mut Compiler<'_>, m: &FnCallExpr) -> Option<Link> {
     let hash = m.hashes.native();
-    if m.capture_parent_scope || super::fn_hash(&m.name, m.args.len() + 1) != hash {
+    if m.capture_parent_scope
+        || call::SYNTACTIC.contains(&m.name.as_str())
+        || super::fn_hash(&m.name, m.args.len() + 1) != hash
+    {
         return None;
     }
     let args = m

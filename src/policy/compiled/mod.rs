@@ -9,9 +9,9 @@
 //! fills, and computes operators only for the value types whose rhai results
 //! it reproduces. Anything else gives up: a statement or expression outside
 //! the supported subset when compiling; a value of another type, an error, a
-//! function not yet in the cache or the operation limit when running. The
-//! stage then runs again on the interpreter, which decides (a stage has no
-//! effect outside its frame, so a second run is exact). The differential
+//! function not yet in the cache, the operation limit or the deadline when
+//! running. The stage then runs again on the interpreter, which decides (a
+//! stage has no effect outside its frame, so a second run is exact). The differential
 //! tests in `policy/tests/compiled.rs` hold the two to the same results.
 
 mod build;
