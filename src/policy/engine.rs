@@ -94,32 +94,55 @@ const MAX_LOG_LINES: usize = 64;
 const MAX_LOG_CHARS: usize = 1_000;
 /// Engines kept per thread (one per distinct `Limits`; normally exactly one).
 const MAX_ENGINES_PER_THREAD: usize = 4;
-/// Policies whose function-resolution caches a thread keeps per engine; past
-/// this, all are dropped and rebuilt as policies run again.
+/// Policies whose resolution caches and compiled forms a thread keeps per
+/// engine; past this, all are dropped and rebuilt as policies run again.
 const MAX_CACHED_POLICIES: usize = 256;
 
 /// A thread's sandboxed engine, with what it learnt running policies.
 pub(crate) struct Sandbox {
     pub engine: Engine,
+    /// Per policy, keyed by its AST's address (the entry holds the AST so the
+    /// address is not reused); all dropped past `MAX_CACHED_POLICIES`.
+    policies: RefCell<HashMap<usize, Learnt>>,
+}
+
+/// What a thread learnt running one policy.
+struct Learnt {
+    ast: Arc<AST>,
     /// rhai resolves each call (name and argument types to a function, through
     /// the script's and the engine's modules) and caches the answer for one
-    /// evaluation only; kept here per AST, the answers serve every later
-    /// evaluation of that policy on this thread (about 5 % of a pipeline run).
-    /// They depend only on the engine and the AST, both fixed. Keyed by the
-    /// AST's address; the entry holds the AST so the address is not reused.
-    caches: RefCell<HashMap<usize, (Arc<AST>, Caches)>>,
-    /// Each policy compiled to closures, once per thread (closures are not
-    /// `Send`) and set of input names; keyed as `caches`, the AST held so.
-    programs: RefCell<HashMap<usize, (Arc<AST>, Variants)>>,
+    /// evaluation only; kept here, the answers serve every later evaluation of
+    /// the policy on this thread (about 5 % of a pipeline run), and the
+    /// compiled code calls through them. They depend only on the engine and
+    /// the AST, both fixed. `None` while an evaluation holds them, or after
+    /// one that failed (an interrupted call may leave them half-written).
+    caches: Option<Caches>,
+    /// The policy compiled to closures, once per set of input names (closures
+    /// are not `Send`, hence per thread).
+    variants: Variants,
 }
 
 impl Sandbox {
     fn new(limits: &Limits) -> Self {
         Self {
             engine: build(limits),
-            caches: RefCell::new(HashMap::new()),
-            programs: RefCell::new(HashMap::new()),
+            policies: RefCell::new(HashMap::new()),
         }
+    }
+
+    /// Runs `f` on what this thread learnt of `ast`, making room for it.
+    fn learnt<R>(&self, ast: &Arc<AST>, f: impl FnOnce(&mut Learnt) -> R) -> Option<R> {
+        let key = Arc::as_ptr(ast) as usize;
+        let mut policies = self.policies.try_borrow_mut().ok()?;
+        if policies.len() >= MAX_CACHED_POLICIES && !policies.contains_key(&key) {
+            policies.clear();
+        }
+        let learnt = policies.entry(key).or_insert_with(|| Learnt {
+            ast: Arc::clone(ast),
+            caches: None,
+            variants: Variants::default(),
+        });
+        Some(f(learnt))
     }
 
     /// This thread's compiled form of `ast` for the inputs in `scope`, and
@@ -129,33 +152,20 @@ impl Sandbox {
         ast: &Arc<AST>,
         scope: &'s Scope<'_>,
     ) -> Option<(Rc<Program>, Inputs<'s>)> {
-        let key = Arc::as_ptr(ast) as usize;
-        let mut programs = self.programs.try_borrow_mut().ok()?;
-        if programs.len() >= MAX_CACHED_POLICIES && !programs.contains_key(&key) {
-            programs.clear();
-        }
-        let (_, variants) = programs
-            .entry(key)
-            .or_insert_with(|| (Arc::clone(ast), Variants::default()));
-        variants.get(&self.engine, ast, scope)
+        self.learnt(ast, |learnt| {
+            learnt.variants.get(&self.engine, &learnt.ast, scope)
+        })
+        .flatten()
     }
 
     fn take_caches(&self, ast: &Arc<AST>) -> Caches {
-        let key = Arc::as_ptr(ast) as usize;
-        self.caches
-            .try_borrow_mut()
-            .ok()
-            .and_then(|mut caches| caches.remove(&key))
-            .map_or_else(Caches::new, |(_, caches)| caches)
+        self.learnt(ast, |learnt| learnt.caches.take())
+            .flatten()
+            .unwrap_or_default()
     }
 
     fn keep_caches(&self, ast: &Arc<AST>, caches: Caches) {
-        if let Ok(mut all) = self.caches.try_borrow_mut() {
-            if all.len() >= MAX_CACHED_POLICIES {
-                all.clear();
-            }
-            all.insert(Arc::as_ptr(ast) as usize, (Arc::clone(ast), caches));
-        }
+        self.learnt(ast, |learnt| learnt.caches = Some(caches));
     }
 }
 

@@ -19,9 +19,7 @@ pub(super) enum Var {
 
 pub(super) struct Compiler<'e> {
     pub engine: &'e Engine,
-    /// The inputs' names, by index.
-    pub inputs: Vec<String>,
-    /// Names in sight, innermost last.
+    /// Names in sight, innermost last; the inputs first, never out of sight.
     names: Vec<(String, Var)>,
     slots: usize,
 }
@@ -102,7 +100,6 @@ impl<'e> Compiler<'e> {
     pub fn new(engine: &'e Engine, inputs: &[String]) -> Self {
         Self {
             engine,
-            inputs: inputs.to_vec(),
             names: inputs
                 .iter()
                 .enumerate()
@@ -119,6 +116,11 @@ impl<'e> Compiler<'e> {
             .map(|s| self.stmt(s))
             .collect::<Option<Vec<_>>>()?;
         Some((body, self.slots))
+    }
+
+    /// The name of input `i`.
+    pub fn input_name(&self, i: usize) -> Option<&str> {
+        self.names.get(i).map(|(name, _)| name.as_str())
     }
 
     pub fn lookup(&self, name: &str) -> Option<Var> {

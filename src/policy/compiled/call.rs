@@ -163,7 +163,8 @@ pub(super) fn compile(c: &mut Compiler<'_>, x: &FnCallExpr) -> Option<Code> {
                 }))
             }
             [lhs, rhs] => {
-                let op = ops::binary_op(token);
+                // Other operators (`**`, ranges, bit operations…) stay interpreted.
+                let op = ops::binary_op(token)?;
                 let (lhs, rhs) = (c.arg(lhs)?, c.arg(rhs)?);
                 Some(Box::new(move |env| {
                     let mut x = lhs(env)?;
@@ -172,7 +173,7 @@ pub(super) fn compile(c: &mut Compiler<'_>, x: &FnCallExpr) -> Option<Code> {
                         // Registered functions come first for custom types.
                         return native(&mut env.ctx, &name, hash, &mut [&mut x, &mut y]);
                     }
-                    ops::binary(op.ok_or(Stop::Bail)?, &x, &y)
+                    ops::binary(op, &x, &y)
                 }))
             }
             _ => None,

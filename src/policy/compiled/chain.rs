@@ -142,11 +142,11 @@ fn memo_path(c: &Compiler<'_>, root: &Root, links: &[Link]) -> Option<Rc<Path>> 
     let Root::Var(Var::Input(i)) = root else {
         return None;
     };
-    let input = c.inputs.get(*i)?;
+    let input = c.input_name(*i)?;
     if input == "decision" {
         return None;
     }
-    let mut text = input.clone();
+    let mut text = input.to_owned();
     for link in links {
         let Link::Prop(name) = link else {
             return None;
@@ -186,16 +186,8 @@ fn run(env: &mut Env<'_>, root: &Root, links: &[Link], fixed: u64, memo: Option<
                 return call_on_slot(env, *s, name, *hash, &mut args);
             }
             env.ctx.count(links_ops)?;
-            if let (Some(path), Var::Input(i)) = (memo, var) {
-                if let Some(value) = env.memo.get(path) {
-                    return Ok(value.clone());
-                }
-                let mut at = 0;
-                let value = within(env.inputs[*i], links, &indexes, &mut at, &mut |v, _| {
-                    Ok(v.clone())
-                })?;
-                env.memo.keep(path, &value);
-                return Ok(value);
+            if let Some(value) = memo.and_then(|path| env.memo.get(path)) {
+                return Ok(value.clone());
             }
             match var {
                 Var::Input(i) => env.inputs[*i],
@@ -212,40 +204,33 @@ fn run(env: &mut Env<'_>, root: &Root, links: &[Link], fixed: u64, memo: Option<
             &temp
         }
     };
-    let ctx = &mut env.ctx;
     let mut at = 0;
-    within(
-        base,
-        path,
-        &indexes,
-        &mut at,
-        &mut |target, at| match last {
-            Link::Method { name, hash, .. } => {
-                if target.is_map() {
-                    // A map may hold a function pointer of that name: rhai's business.
-                    return Err(Stop::Bail);
-                }
-                let mut object = target.clone();
-                let mut call_args: Args<'_> = SmallVec::new();
-                call_args.push(&mut object);
-                call_args.extend(args.iter_mut());
-                let resolved = call::resolve(ctx, *hash, call_args.iter().map(|a| a.type_id()))?;
-                // On a read-only value (everything reached from the inputs) a
-                // function that changes its object is an error.
-                if !resolved.is_pure() {
-                    return Err(Stop::Bail);
-                }
-                call::invoke(ctx, &resolved, name, &mut call_args)
-            }
-            link => within(
-                target,
-                std::slice::from_ref(link),
-                &indexes,
-                at,
-                &mut |value, _| Ok(value.clone()),
-            ),
-        },
-    )
+    let Link::Method { name, hash, .. } = last else {
+        let value = within(base, links, &indexes, &mut at, &mut |v| Ok(v.clone()))?;
+        // Only chains of properties from an unchanging input have a memo path.
+        if let Some(path) = memo {
+            env.memo.keep(path, &value);
+        }
+        return Ok(value);
+    };
+    let ctx = &mut env.ctx;
+    within(base, path, &indexes, &mut at, &mut |target| {
+        if target.is_map() {
+            // A map may hold a function pointer of that name: rhai's business.
+            return Err(Stop::Bail);
+        }
+        let mut object = target.clone();
+        let mut call_args: Args<'_> = SmallVec::new();
+        call_args.push(&mut object);
+        call_args.extend(args.iter_mut());
+        let resolved = call::resolve(ctx, *hash, call_args.iter().map(|a| a.type_id()))?;
+        // On a read-only value (everything reached from the inputs) a
+        // function that changes its object is an error.
+        if !resolved.is_pure() {
+            return Err(Stop::Bail);
+        }
+        call::invoke(ctx, &resolved, name, &mut call_args)
+    })
 }
 
 /// `root.method(args)` on a writable variable: the method may change it.
@@ -270,10 +255,10 @@ fn within<R>(
     path: &[Link],
     indexes: &[Dynamic],
     at: &mut usize,
-    f: &mut dyn FnMut(&Dynamic, &mut usize) -> Result<R, Stop>,
+    f: &mut dyn FnMut(&Dynamic) -> Result<R, Stop>,
 ) -> Result<R, Stop> {
     let Some((link, rest)) = path.split_first() else {
-        return f(base, at);
+        return f(base);
     };
     let index = match link {
         Link::Prop(name) => {
