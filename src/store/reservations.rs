@@ -114,24 +114,51 @@ pub fn expire_due(conn: &mut AnyConnection, now: NaiveDateTime) -> Result<usize,
     .map_err(classify)
 }
 
+diesel::define_sql_function! {
+    /// `SUM` over integers as SQLite answers it, an integer (diesel types a `SUM` of `BIGINT`
+    /// as `NUMERIC`, PostgreSQL's answer, which would pass through a float on SQLite).
+    #[aggregate]
+    #[sql_name = "SUM"]
+    fn integer_sum(x: diesel::sql_types::BigInt) -> diesel::sql_types::Nullable<diesel::sql_types::BigInt>;
+}
+
 /// The credit a client's active, unexpired reservations hold, in minor units, and the earliest
 /// expiry among them (when that sum next changes by time alone).
 /// One client's query compares by `=`, so its statement stays prepared (an `IN` list is
 /// prepared anew each time), and reads only the `reservations_by_client` index, which covers it.
+/// SQLite sums in the query: decoding every row's timestamp from text was a tenth of a
+/// decision's CPU once a client held a hundred reservations (docs/benchmarks.md, decisions,
+/// eighth round). PostgreSQL's `SUM(BIGINT)` is a `NUMERIC`, so there the rows are added up
+/// here, decoded from binary at little cost.
 pub fn reserved_minor(
     conn: &mut AnyConnection,
     client_id: &str,
     now: NaiveDateTime,
 ) -> Result<(i64, Option<NaiveDateTime>), StoreError> {
-    let held: Vec<(i64, NaiveDateTime)> = per_backend!(conn, |c| reservations::table
+    let held = reservations::table
         .filter(reservations::client_id.eq(client_id))
         .filter(reservations::status.eq("active"))
-        .filter(reservations::expires_at.gt(now))
-        .select((reservations::amount_minor, reservations::expires_at))
-        .load(c))
-    .map_err(classify)?;
-    let first_expiry = held.iter().map(|(_, at)| *at).min();
-    Ok((held.iter().map(|(minor, _)| minor).sum(), first_expiry))
+        .filter(reservations::expires_at.gt(now));
+    match conn {
+        AnyConnection::Sqlite(c) => {
+            let (sum, first_expiry): (Option<i64>, Option<NaiveDateTime>) = held
+                .select((
+                    integer_sum(reservations::amount_minor),
+                    diesel::dsl::min(reservations::expires_at),
+                ))
+                .get_result(c)
+                .map_err(classify)?;
+            Ok((sum.unwrap_or(0), first_expiry))
+        }
+        AnyConnection::Postgres(c) => {
+            let rows: Vec<(i64, NaiveDateTime)> = held
+                .select((reservations::amount_minor, reservations::expires_at))
+                .load(c)
+                .map_err(classify)?;
+            let first_expiry = rows.iter().map(|(_, at)| *at).min();
+            Ok((rows.iter().map(|(minor, _)| minor).sum(), first_expiry))
+        }
+    }
 }
 
 /// [`reserved_minor`] for several clients in one query (client lists).
