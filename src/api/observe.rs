@@ -1,6 +1,7 @@
 //! The outermost middleware: request ids, one structured log line per request, metrics, and
 //! every error page actix makes by itself (404, 405, 413, …) rewritten as problem+json.
 
+use std::sync::Mutex;
 use std::time::Instant;
 
 use actix_web::body::{BoxBody, MessageBody};
@@ -13,6 +14,7 @@ use tracing::Instrument;
 
 use super::error::{PROBLEM_JSON, Problem, fallback_problem};
 use crate::AppState;
+use crate::policy::{StageRuns, stage_runs};
 use crate::store::Store;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -95,6 +97,10 @@ pub struct Metrics {
     requests: IntCounterVec,
     latency: HistogramVec,
     pool: IntGaugeVec,
+    /// Policy stages run, by `mode` (compiled, interpreted): the engine counts them itself
+    /// (it knows nothing of Prometheus); each scrape adds what it counted since the last one.
+    stages: IntCounterVec,
+    stages_seen: Mutex<StageRuns>,
 }
 
 impl Metrics {
@@ -119,14 +125,24 @@ impl Metrics {
             Opts::new("db_pool_connections", "Database pool connections by state"),
             &["state"],
         )?;
+        let stages = IntCounterVec::new(
+            Opts::new(
+                "policy_stage_runs_total",
+                "Policy stages run, compiled to closures or on rhai's interpreter",
+            ),
+            &["mode"],
+        )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(pool.clone()))?;
+        registry.register(Box::new(stages.clone()))?;
         Ok(Self {
             registry,
             requests,
             latency,
             pool,
+            stages,
+            stages_seen: Mutex::new(StageRuns::default()),
         })
     }
 
@@ -143,6 +159,7 @@ impl Metrics {
             .with_label_values(&["in_use"])
             .set(i64::from(in_use));
         self.pool.with_label_values(&["idle"]).set(i64::from(idle));
+        self.count_stages();
         let mut out = String::new();
         if let Err(e) =
             prometheus::TextEncoder::new().encode_utf8(&self.registry.gather(), &mut out)
@@ -150,5 +167,21 @@ impl Metrics {
             tracing::error!(error = %e, "metrics encoding failed");
         }
         out
+    }
+
+    fn count_stages(&self) {
+        // A poisoned lock only means a scrape panicked mid-way: the figures are still whole.
+        let mut seen = self
+            .stages_seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = stage_runs();
+        self.stages
+            .with_label_values(&["compiled"])
+            .inc_by(now.compiled.saturating_sub(seen.compiled));
+        self.stages
+            .with_label_values(&["interpreted"])
+            .inc_by(now.interpreted.saturating_sub(seen.interpreted));
+        *seen = now;
     }
 }

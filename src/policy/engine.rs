@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rhai::packages::{
@@ -197,6 +198,27 @@ thread_local! {
     // state; it also stays correct if an Engine were ever shared between threads.
     static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
     static FRAME: RefCell<Option<Frame>> = const { RefCell::new(None) };
+}
+
+/// Stages run since the process started, by how: `/metrics` shows them, so that a policy
+/// version whose compiled form keeps giving up (and runs at the interpreter's speed) shows.
+static STAGES_COMPILED: AtomicU64 = AtomicU64::new(0);
+static STAGES_INTERPRETED: AtomicU64 = AtomicU64::new(0);
+
+/// Policy stages run since the process started: compiled to the end, and on rhai's
+/// interpreter (compiling off, a construct the compiler refuses, or a compiled run that gave
+/// up part-way and ran again).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StageRuns {
+    pub compiled: u64,
+    pub interpreted: u64,
+}
+
+pub fn stage_runs() -> StageRuns {
+    StageRuns {
+        compiled: STAGES_COMPILED.load(Ordering::Relaxed),
+        interpreted: STAGES_INTERPRETED.load(Ordering::Relaxed),
+    }
 }
 
 #[cfg(test)]
@@ -451,6 +473,7 @@ pub(crate) fn eval_stage(
             run_compiled(sandbox, limits, &global, &mut caches, scope, ast, memo)
     {
         sandbox.keep_caches(ast, caches);
+        STAGES_COMPILED.fetch_add(1, Ordering::Relaxed);
         #[cfg(test)]
         let _ = COMPILED_RUNS.try_with(|n| n.set(n.get() + 1));
         let (effects, logs) = guard
@@ -464,6 +487,7 @@ pub(crate) fn eval_stage(
         };
     }
     guard.reset();
+    STAGES_INTERPRETED.fetch_add(1, Ordering::Relaxed);
     // Unwinding costs nothing unless a panic happens; the guard resets the
     // thread-local state either way.
     let outcome = catch_unwind(AssertUnwindSafe(|| {

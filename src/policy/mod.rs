@@ -69,7 +69,7 @@ use serde::{Deserialize, Serialize};
 pub use cache::{CompileError, CompiledPolicy, MAX_SOURCE_BYTES, sha256_hex};
 pub use compose::{ClientStatus, Outcome, PipelineResult, StageTrace};
 pub use effects::{Action, Band, Effect, Factor, POLICY_ERROR, RISK_SCORE, Reason};
-pub use engine::{Limits, StageError, StageErrorKind};
+pub use engine::{Limits, StageError, StageErrorKind, StageRuns, stage_runs};
 pub use input::{Baseline, InputError, MONEY_FIELDS, PolicyInput};
 pub use pipeline::Stage;
 pub use testing::{

@@ -1,5 +1,6 @@
 //! Operations: health, readiness, metrics, request ids and the offline docs.
 
+use crate::decisions::{Facts, decide, given, order};
 use crate::on_both_backends;
 use crate::support::{Backend, TestApp};
 
@@ -38,6 +39,36 @@ async fn metrics_count_requests_by_route(backend: Backend) {
     );
     assert!(text.contains("encours_http_request_duration_seconds_bucket"));
     assert!(text.contains(r#"encours_db_pool_connections{state="idle"}"#));
+}
+
+/// The value of one sample line of a Prometheus text page.
+fn sample(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}
+
+/// Every stage a decision runs is counted, compiled or interpreted. The counters are the
+/// process's (other tests run policies meanwhile), so each decision adds at least its seven
+/// stages.
+async fn metrics_count_policy_stages(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let compiled = r#"encours_policy_stage_runs_total{mode="compiled"}"#;
+    let interpreted = r#"encours_policy_stage_runs_total{mode="interpreted"}"#;
+    let stages = |text: &str| sample(text, compiled) + sample(text, interpreted);
+    let before = app.call("GET", "/metrics", None, None).await.text;
+    given(&app, "C-M", "50000.00", Facts::good()).await;
+    for n in 0..3 {
+        let answer = decide(&app, &order(&format!("m-{n}"), "C-M", "100.00", 30)).await;
+        assert_eq!(answer.status, 201, "{}", answer.text);
+    }
+    let after = app.call("GET", "/metrics", None, None).await.text;
+    assert!(
+        stages(&after) >= stages(&before) + 3 * 7,
+        "{before}\n{after}"
+    );
 }
 
 async fn request_ids_are_echoed_or_made(backend: Backend) {
@@ -98,6 +129,7 @@ async fn docs_render_offline(backend: Backend) {
 on_both_backends!(
     health_and_readiness,
     metrics_count_requests_by_route,
+    metrics_count_policy_stages,
     request_ids_are_echoed_or_made,
     docs_render_offline,
 );
