@@ -14,7 +14,7 @@ use tracing::Instrument;
 
 use super::error::{PROBLEM_JSON, Problem, fallback_problem};
 use crate::AppState;
-use crate::policy::{StageRuns, stage_runs};
+use crate::service::policies::{StageRuns, stage_runs};
 use crate::store::Store;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

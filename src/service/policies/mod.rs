@@ -11,6 +11,8 @@ use super::{CaseFailure, ServiceError, capture};
 use crate::audit::{self, AuditRef, Entry};
 use crate::policy::testing::{self, TestCase};
 use crate::policy::{CompiledPolicy, PolicyEngine};
+/// How many stages this process ran compiled and interpreted (for `/metrics`).
+pub use crate::policy::{StageRuns, stage_runs};
 use crate::store::captured;
 use crate::store::policies::{self as table, ActivationRow, PolicyRow, VersionRow};
 use crate::store::{AnyConnection, Store, write_tx_retrying};
