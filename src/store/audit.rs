@@ -3,12 +3,13 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use super::prepared::{self, Update};
 use super::schema::{audit_head, audit_records};
 use super::{AnyConnection, StoreError, classify};
 
 /// One stored audit record, as written.
 #[derive(Clone, Debug, Queryable, Selectable, Insertable)]
-#[diesel(table_name = audit_records)]
+#[diesel(table_name = audit_records, treat_none_as_default_value = false)]
 pub struct AuditRow {
     pub sequence: i64,
     pub kind: String,
@@ -22,24 +23,31 @@ pub struct AuditRow {
 }
 
 /// Locks the chain's head until the caller commits (its row on PostgreSQL; on SQLite the write
-/// transaction already holds the database lock) and reads the last sequence and hash.
+/// transaction already holds the database lock, so a read is enough) and reads the last
+/// sequence and hash. Once per batch of decisions, so once per decision at low load: diesel
+/// parses an UPDATE again at every execution, a plain read comes from its cache.
 pub fn lock_head(conn: &mut AnyConnection) -> Result<(i64, String), StoreError> {
-    per_backend!(conn, |c| diesel::update(
-        audit_head::table.filter(audit_head::id.eq(1))
-    )
-    .set(audit_head::sequence.eq(audit_head::sequence))
-    .returning((audit_head::sequence, audit_head::hash))
-    .get_result(c))
-    .map_err(classify)
+    match conn {
+        AnyConnection::Sqlite(_) => head(conn),
+        AnyConnection::Postgres(c) => {
+            diesel::update(audit_head::table.filter(audit_head::id.eq(1)))
+                .set(audit_head::sequence.eq(audit_head::sequence))
+                .returning((audit_head::sequence, audit_head::hash))
+                .get_result(c)
+                .map_err(classify)
+        }
+    }
 }
 
-/// Moves the head to the last record appended.
+/// Moves the head to the last record appended: an UPDATE prepared once per connection (see
+/// `prepared`), not at every batch.
 pub fn set_head(conn: &mut AnyConnection, sequence: i64, hash: &str) -> Result<(), StoreError> {
-    per_backend!(conn, |c| diesel::update(
-        audit_head::table.filter(audit_head::id.eq(1))
+    struct SetHead;
+    let values = (audit_head::sequence.eq(sequence), audit_head::hash.eq(hash));
+    prepared::execute(
+        conn,
+        Update::<_, _, SetHead>::new("audit_head", values, audit_head::id.eq(1)),
     )
-    .set((audit_head::sequence.eq(sequence), audit_head::hash.eq(hash)))
-    .execute(c))
     .map_err(classify)?;
     Ok(())
 }

@@ -9,7 +9,7 @@ use super::schema::{decisions, review_resolutions};
 use super::{AnyConnection, StoreError, classify};
 
 #[derive(Clone, Debug, Queryable, Selectable, Insertable)]
-#[diesel(table_name = decisions)]
+#[diesel(table_name = decisions, treat_none_as_default_value = false)]
 pub struct DecisionRow {
     pub decision_id: String,
     pub request_id: String,

@@ -30,7 +30,7 @@ impl Settlement {
 }
 
 #[derive(Clone, Debug, Queryable, Selectable, Insertable)]
-#[diesel(table_name = reservations)]
+#[diesel(table_name = reservations, treat_none_as_default_value = false)]
 pub struct ReservationRow {
     pub decision_id: String,
     pub client_id: String,
