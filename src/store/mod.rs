@@ -16,9 +16,11 @@
 //! one `INSERT` per row inside a `SAVEPOINT` of its own; nested in our write transaction, each
 //! row's statement journal then walked the savepoint's whole sub-journal on release (quadratic
 //! in the rows: 15 % of the CPU of an event batch). With the flag it is one statement.
-//! The rows every decision writes carry it too: a `None` written as `DEFAULT` makes the SQL
-//! text depend on the values, so diesel parsed those inserts again at every execution; bound as
-//! `NULL`, the columns' default anyway, they are cached.
+//! The rows every decision writes carry it too: with a `None` left to its default the SQL
+//! text depends on the values (SQLite leaves the column out, PostgreSQL writes `DEFAULT`), so
+//! diesel wrote the text and looked the statement up by it at every execution, and on
+//! PostgreSQL prepared it again each time. Bound as `NULL`, the columns' default anyway, the
+//! statement is found in the cache by its type.
 
 /// The same diesel statement run on the concrete connection, for what the MultiConnection
 /// cannot express (multi-row inserts, row locks) or does slowly (the hot path's statements,
