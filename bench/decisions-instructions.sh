@@ -36,7 +36,6 @@ callgrind_control -i on "$SERVER" >/dev/null 2>&1
 decisions "$DURATION" 1 --json "$WORK/load.json" >/dev/null
 callgrind_control -i off "$SERVER" >/dev/null 2>&1
 callgrind_control -d "$SERVER" >/dev/null 2>&1
-sleep 1
 
 answered=$(sed -n 's/.*"ok_2xx": *\([0-9]*\).*/\1/p' "$WORK/load.json" | head -1)
 [[ ${answered:-0} -gt 0 ]] || { echo "instructions: no decision answered 2xx" >&2; exit 1; }
@@ -51,7 +50,7 @@ inclusive() {
     done
     echo "?"
 }
-total=$(callgrind_annotate "$out" 2>/dev/null | awk -v n="$answered" '/PROGRAM TOTALS/ { gsub(",", "", $1); print int($1 / n) }')
+total=$(awk -v n="$answered" '/PROGRAM TOTALS/ { gsub(",", "", $1); print int($1 / n); exit }' <<<"$annotated")
 echo "decisions counted        $answered (one connection, ${DURATION}s under callgrind)"
 echo "instructions a decision  $total (user space, all threads)"
 echo "  decision writer        $(inclusive 'encours::service::committer::run' 'encours::service::committer::commit_batch' 'encours::service::committer::write_batch')"

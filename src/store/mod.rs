@@ -20,7 +20,7 @@
 //! text depends on the values (SQLite leaves the column out, PostgreSQL writes `DEFAULT`), so
 //! diesel wrote the text and looked the statement up by it at every execution, and on
 //! PostgreSQL prepared it again each time. Bound as `NULL`, the columns' default anyway, the
-//! statement is found in the cache by its type.
+//! text is fixed and the statement stays in diesel's cache.
 
 /// The same diesel statement run on the concrete connection, for what the MultiConnection
 /// cannot express (multi-row inserts, row locks) or does slowly (the hot path's statements,
