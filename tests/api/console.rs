@@ -338,7 +338,10 @@ async fn drive(b: &Client, app: &TestApp, token: &str, decision: &Value) -> Outc
         .await?
         .click()
         .await?;
-    b.find(Locator::XPath("//button[text()='Verify chain']"))
+    // The view renders after the click: wait for its button, as for every other element.
+    b.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::XPath("//button[text()='Verify chain']"))
         .await?
         .click()
         .await?;
