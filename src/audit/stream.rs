@@ -3,9 +3,10 @@
 //! A decision's audit payload (the pipeline's result and trace, the terms, the policies) was
 //! turned into a tree, written and dropped: about a tenth of the server's CPU per decision.
 //!
-//! Values are written in order into one buffer; each object keeps its keys aside with the
-//! range its value took, and is reassembled in sorted key order when it ends (a repeated key
-//! keeps its last value, as a `serde_json::Map` does). Scalars are written as `to_value` would
+//! Entries are written in the order given into one buffer, each object keeping its keys aside
+//! with the range each entry took. An object whose keys came sorted is then done; any other is
+//! rewritten in sorted key order when it ends (a repeated key keeps its last value, as a
+//! `serde_json::Map` does). Scalars are written as `to_value` would
 //! make them and serde_json prints them, arbitrary-precision numbers as their text.
 
 use std::borrow::Cow;
@@ -56,11 +57,14 @@ impl<'a> Writer<'a> {
         Ok(())
     }
 
-    fn object(self, wrap: Option<&'static str>) -> Object<'a> {
+    fn object(self, wrap: Option<&'static str>, form: Form) -> Object<'a> {
         if let Some(variant) = wrap {
             self.out.push('{');
             write_str(variant, self.out);
             self.out.push(':');
+        }
+        if form == Form::Object {
+            self.out.push('{');
         }
         let start = self.out.len();
         Object {
@@ -69,7 +73,7 @@ impl<'a> Writer<'a> {
             entries: Vec::new(),
             key: None,
             wrapped: wrap.is_some(),
-            form: Form::Object,
+            form,
         }
     }
 
@@ -223,16 +227,15 @@ impl<'a> ser::Serializer for Writer<'a> {
         Ok(self.array(Some(variant)))
     }
     fn serialize_map(self, _: Option<usize>) -> Result<Object<'a>, Error> {
-        Ok(self.object(None))
+        Ok(self.object(None, Form::Object))
     }
     fn serialize_struct(self, name: &'static str, _: usize) -> Result<Object<'a>, Error> {
-        let mut object = self.object(None);
-        object.form = match name {
+        let form = match name {
             NUMBER_TOKEN => Form::Number,
             RAW_VALUE_TOKEN => Form::Raw,
             _ => Form::Object,
         };
-        Ok(object)
+        Ok(self.object(None, form))
     }
     fn serialize_struct_variant(
         self,
@@ -241,7 +244,7 @@ impl<'a> ser::Serializer for Writer<'a> {
         variant: &'static str,
         _: usize,
     ) -> Result<Object<'a>, Error> {
-        Ok(self.object(Some(variant)))
+        Ok(self.object(Some(variant), Form::Object))
     }
 }
 
@@ -291,8 +294,8 @@ array_impl!(
     SerializeTupleVariant::serialize_field
 );
 
-/// An object being written: its values are in `out` from `start`, in the order given, and
-/// their keys here with the range each took.
+/// An object being written: from `start` (after its `{`), its entries `"key":value` in the
+/// order given, separated by commas, and here their keys with the range each entry took.
 pub struct Object<'a> {
     out: &'a mut String,
     start: usize,
@@ -320,46 +323,55 @@ impl Object<'_> {
         key: Cow<'static, str>,
         value: &T,
     ) -> Result<(), Error> {
-        let from = self.out.len();
-        value.serialize(Writer {
-            out: self.out,
-            verbatim: self.form != Form::Object,
-        })?;
-        self.entries.push((key, from..self.out.len()));
+        if self.form == Form::Object {
+            if !self.entries.is_empty() {
+                self.out.push(',');
+            }
+            let from = self.out.len();
+            write_str(&key, self.out);
+            self.out.push(':');
+            value.serialize(Writer {
+                out: self.out,
+                verbatim: false,
+            })?;
+            self.entries.push((key, from..self.out.len()));
+        } else {
+            value.serialize(Writer {
+                out: self.out,
+                verbatim: true,
+            })?;
+        }
         Ok(())
     }
 
-    /// Rewrites the values as `{"key":value,…}` in sorted key order.
+    /// Ends the object. Entries given in strictly ascending key order (most maps, some
+    /// structs) are already where they belong; otherwise they are rewritten in sorted order.
     fn close(mut self) -> Result<(), Error> {
-        let values = self.out.split_off(self.start);
         match self.form {
             Form::Object => {}
-            Form::Number => {
-                self.out.push_str(&values);
-                return Ok(());
-            }
+            Form::Number => return Ok(()),
             Form::Raw => {
-                let raw: Value = serde_json::from_str(&values)?;
+                let raw: Value = serde_json::from_str(&self.out[self.start..])?;
+                self.out.truncate(self.start);
                 self.out.push_str(&canonical_json(&raw));
                 return Ok(());
             }
         }
-        self.entries.sort_by(|a, b| a.0.cmp(&b.0));
-        self.out.reserve(values.len() + 16 * self.entries.len() + 2);
-        self.out.push('{');
-        let mut first = true;
-        for (i, (key, range)) in self.entries.iter().enumerate() {
-            // The sort is stable: of equal keys, the one given last wins.
-            if self.entries.get(i + 1).is_some_and(|next| next.0 == *key) {
-                continue;
+        if !self.entries.windows(2).all(|pair| pair[0].0 < pair[1].0) {
+            let written = self.out.split_off(self.start);
+            // Stable: of equal keys, the one given last comes last and wins.
+            self.entries.sort_by(|a, b| a.0.cmp(&b.0));
+            let mut first = true;
+            for (i, (key, range)) in self.entries.iter().enumerate() {
+                if self.entries.get(i + 1).is_some_and(|next| next.0 == *key) {
+                    continue;
+                }
+                if !std::mem::take(&mut first) {
+                    self.out.push(',');
+                }
+                self.out
+                    .push_str(&written[range.start - self.start..range.end - self.start]);
             }
-            if !std::mem::take(&mut first) {
-                self.out.push(',');
-            }
-            write_str(key, self.out);
-            self.out.push(':');
-            self.out
-                .push_str(&values[range.start - self.start..range.end - self.start]);
         }
         self.out.push_str(if self.wrapped { "}}" } else { "}" });
         Ok(())
@@ -676,5 +688,69 @@ mod tests {
         })
         .unwrap();
         assert_eq!(written, r#"{"inner":{"a":"x","b":[1,2]},"z":1}"#);
+    }
+
+    /// An object whose entries come in the order given, repeats included, as a struct or a
+    /// flattened map can give them (a `Value`'s map always gives them sorted).
+    #[derive(Debug, Clone)]
+    enum Tree {
+        Leaf(Value),
+        Object(Vec<(String, Tree)>),
+        List(Vec<Tree>),
+    }
+
+    impl Serialize for Tree {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::{SerializeMap, SerializeSeq};
+            match self {
+                Tree::Leaf(value) => value.serialize(s),
+                Tree::Object(entries) => {
+                    let mut map = s.serialize_map(Some(entries.len()))?;
+                    for (k, v) in entries {
+                        map.serialize_entry(k, v)?;
+                    }
+                    map.end()
+                }
+                Tree::List(items) => {
+                    let mut seq = s.serialize_seq(Some(items.len()))?;
+                    for item in items {
+                        seq.serialize_element(item)?;
+                    }
+                    seq.end()
+                }
+            }
+        }
+    }
+
+    fn tree() -> impl proptest::strategy::Strategy<Value = Tree> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            any::<i64>().prop_map(|n| Tree::Leaf(json!(n))),
+            "[a-c\\\"é]{0,3}".prop_map(|s| Tree::Leaf(json!(s))),
+            Just(Tree::Leaf(Value::Null)),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                // Few distinct keys, so that orders vary and keys repeat.
+                prop::collection::vec(("[a-d]{0,2}", inner.clone()), 0..6).prop_map(Tree::Object),
+                prop::collection::vec(inner, 0..4).prop_map(Tree::List),
+            ]
+        })
+    }
+
+    #[test]
+    fn keys_in_any_order_and_repeated_are_written_as_the_value_would_be() {
+        use proptest::test_runner::{Config, TestRunner};
+        let mut runner = TestRunner::new(Config {
+            cases: 2_000,
+            ..Config::default()
+        });
+        runner
+            .run(&tree(), |t| {
+                let expected = canonical_json(&serde_json::to_value(&t).unwrap());
+                proptest::prop_assert_eq!(to_canonical_json(&t).unwrap(), expected);
+                Ok(())
+            })
+            .unwrap();
     }
 }
