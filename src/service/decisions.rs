@@ -13,7 +13,7 @@ use super::ServiceError;
 use super::answer::{CreditDecision, DecisionTerms, Deposit, ReasonView};
 use super::clients::profile_json;
 use super::committer::DecisionWriter;
-use super::evaluate::{PolicyRef, Read, client_for, run_pipeline, stamped_client_for};
+use super::evaluate::{Read, client_for, run_pipeline, stamped_client_for};
 use super::policies::PolicyRegistry;
 use super::reviews::risk_of;
 use crate::audit::{self, Chain, Entry, Header, Verbatim, canonical_json, to_canonical_json};
@@ -106,7 +106,8 @@ struct AuditPayload<'a> {
     request: Verbatim<'a>,
     request_sha256: &'a str,
     client: &'a serde_json::Value,
-    policies: &'a [PolicyRef],
+    /// The stages' versions, in canonical JSON already (see `ActiveSet::credit_request_refs`).
+    policies: Verbatim<'a>,
     result: &'a PipelineResult,
     answer: &'a DecisionTerms,
     expires_at: Option<String>,
@@ -163,7 +164,7 @@ fn draft(
         request: Verbatim(&asked.json),
         request_sha256: &asked.sha,
         client: &evaluation.client_view,
-        policies: &evaluation.policies,
+        policies: Verbatim(&active.credit_request_refs),
         result: &evaluation.result,
         answer: &terms,
         expires_at: expires_at.map(audit::rfc3339),

@@ -8,8 +8,10 @@
 
 use std::sync::{Arc, RwLock};
 
+use crate::audit::to_canonical_json;
 use crate::policy::{PolicyEngine, Stage, Trigger};
 use crate::service::ServiceError;
+use crate::service::evaluate::PolicyRef;
 use crate::store::AnyConnection;
 use crate::store::policies::{self as table, VersionRow};
 
@@ -19,6 +21,9 @@ pub struct ActiveSet {
     pub generation: i64,
     pub credit_request: Vec<Stage>,
     pub client_event: Vec<Stage>,
+    /// The `credit_request` stages' versions in canonical JSON, as every decision's audit
+    /// payload lists them: written once per generation rather than once per decision.
+    pub credit_request_refs: String,
 }
 
 impl ActiveSet {
@@ -80,6 +85,8 @@ impl PolicyRegistry {
                 set.client_event.push(stage);
             }
         }
+        set.credit_request_refs = to_canonical_json(&PolicyRef::of_stages(&set.credit_request))
+            .map_err(|e| ServiceError::Internal(format!("policy versions: {e}")))?;
         let set = Arc::new(set);
         if let Ok(mut current) = self.current.write() {
             *current = Arc::clone(&set);
