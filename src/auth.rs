@@ -2,9 +2,12 @@
 //! local HS256 tokens. With no key configured, a random secret is generated once and kept
 //! next to the database with 0600 permissions; it is never logged.
 
+mod verified;
+
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use base64::Engine as _;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -80,6 +83,8 @@ pub struct JwtKeys {
     encoding: Option<EncodingKey>,
     validation: Validation,
     pub source: KeySource,
+    /// Tokens these keys verified, shared by the clones (see `verified`).
+    verified: Arc<verified::Verified>,
 }
 
 impl JwtKeys {
@@ -124,6 +129,7 @@ impl JwtKeys {
             encoding,
             validation,
             source,
+            verified: Arc::default(),
         })
     }
 
@@ -132,11 +138,17 @@ impl JwtKeys {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(format!("the token is longer than {MAX_TOKEN_BYTES} bytes"));
         }
+        let digest = verified::digest(token);
+        let now = chrono::Utc::now().timestamp();
+        if let Some(claims) = self.verified.get(&digest, now, self.validation.leeway) {
+            return Ok(claims);
+        }
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| describe(&e))?;
         if data.claims.sub.trim().is_empty() {
             return Err("the token's `sub` is empty".into());
         }
+        self.verified.remember(digest, &data.claims);
         Ok(data.claims)
     }
 
@@ -267,5 +279,42 @@ mod tests {
         };
         let token = first.mint(&claims).unwrap();
         assert_eq!(second.verify(&token).unwrap().sub, "alice");
+    }
+
+    #[test]
+    fn a_token_verified_once_does_not_vouch_for_another_or_for_other_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = JwtKeys::from_settings(&settings(dir.path())).unwrap();
+        let mint = |scope: &str| {
+            keys.mint(&Claims {
+                sub: "erp".into(),
+                exp: chrono::Utc::now().timestamp() + 60,
+                nbf: None,
+                iat: None,
+                iss: None,
+                aud: None,
+                scope: scope.into(),
+            })
+            .unwrap()
+        };
+        let token = mint("decisions:write");
+        for _ in 0..2 {
+            assert_eq!(keys.verify(&token).unwrap().scope, "decisions:write");
+        }
+        // The same header and signature on other claims, and a changed signature: refused.
+        let (_, signature) = token.rsplit_once('.').unwrap();
+        let other = mint("audit:read");
+        let (unsigned, _) = other.rsplit_once('.').unwrap();
+        let forged = format!("{unsigned}.{signature}");
+        assert!(keys.verify(&forged).is_err());
+        let at = token.len() - 10;
+        let swapped = if &token[at..=at] == "A" { "B" } else { "A" };
+        let tampered = format!("{}{swapped}{}", &token[..at], &token[at + 1..]);
+        assert!(keys.verify(&tampered).is_err());
+        // Other keys (another secret) never saw it, and refuse it.
+        let elsewhere = tempfile::tempdir().unwrap();
+        let other_keys = JwtKeys::from_settings(&settings(elsewhere.path())).unwrap();
+        assert!(other_keys.verify(&token).is_err());
+        assert!(keys.verify(&token).is_ok());
     }
 }
