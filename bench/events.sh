@@ -164,7 +164,7 @@ cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
 cat <<EOF
 
 Encours client-events benchmark — $(date -u +%Y-%m-%dT%H:%MZ), commit $commit
-machine: $(nproc) cores ($cpu), shared by the server (ENCOURS_WORKERS default: one per core)
+machine: $(nproc) cores ($cpu), shared by the server (ENCOURS_WORKERS default: one per core but one)
          and the load generator ($LOADGEN_THREADS thread(s)); loopback HTTP/1.1 keep-alive
 server:  release build, SQLite on $FSTYPE (WAL, synchronous=FULL, defaults), JSON logs at warn
 load:    average $LOAD_BEFORE before the run, $LOAD_EVENTS before the events phase, $LOAD_AFTER after

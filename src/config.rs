@@ -42,7 +42,7 @@ pub struct Settings {
     /// `sqlite://path`, a bare path, or `postgres://…`.
     pub database_url: String,
     pub bind: String,
-    /// HTTP worker threads; 0 = one per core.
+    /// HTTP worker threads; 0 = one per core but one (at least one).
     pub workers: usize,
     /// Database connections in the pool.
     pub pool_size: u32,
@@ -165,7 +165,10 @@ impl Settings {
             .parse::<SocketAddr>()
             .map_err(|e| invalid("bind", format!("`{}`: {e} (expected HOST:PORT)", self.bind)))?;
         if self.workers > 256 {
-            return Err(invalid("workers", "must be 0 (one per core) to 256"));
+            return Err(invalid(
+                "workers",
+                "must be 0 (one per core but one) to 256",
+            ));
         }
         if !(1..=512).contains(&self.pool_size) {
             return Err(invalid("pool_size", "must be 1 to 512"));

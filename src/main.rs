@@ -154,6 +154,14 @@ fn parse_scopes(raw: &[String]) -> Result<Vec<&'static str>, String> {
     Ok(scopes)
 }
 
+/// One HTTP worker per core but one (at least one): the decision writer and the drafts, on
+/// threads of their own, need the rest. On 2 cores, a second worker made each decision cost
+/// about a tenth more CPU, in thread switches, for a lower rate (docs/benchmarks.md, decisions,
+/// tenth round).
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
+}
+
 #[actix_web::main]
 async fn serve(state: AppState) -> Result<(), String> {
     let settings = Arc::clone(&state.settings);
@@ -181,9 +189,10 @@ async fn serve(state: AppState) -> Result<(), String> {
         .shutdown_timeout(30)
         .bind(&settings.bind)
         .map_err(|e| format!("bind {}: {e}", settings.bind))?;
-    if settings.workers > 0 {
-        server = server.workers(settings.workers);
-    }
+    server = server.workers(match settings.workers {
+        0 => default_workers(),
+        n => n,
+    });
     tracing::info!(
         bind = %settings.bind,
         database = %redact_url(&settings.database_url),

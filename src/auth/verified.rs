@@ -53,7 +53,9 @@ impl Verified {
 fn in_time(claims: &Claims, now: i64, leeway: u64) -> bool {
     let leeway = i64::try_from(leeway).unwrap_or(i64::MAX);
     claims.exp >= now.saturating_sub(leeway)
-        && claims.nbf.is_none_or(|nbf| nbf <= now.saturating_add(leeway))
+        && claims
+            .nbf
+            .is_none_or(|nbf| nbf <= now.saturating_add(leeway))
 }
 
 #[cfg(test)]
@@ -77,7 +79,10 @@ mod tests {
         let verified = Verified::default();
         let key = digest("a.b.c");
         verified.remember(key, &claims(1_000, Some(500)));
-        assert_eq!(verified.get(&key, 1_000, 30).map(|c| c.sub), Some("erp".into()));
+        assert_eq!(
+            verified.get(&key, 1_000, 30).map(|c| c.sub),
+            Some("erp".into())
+        );
         // The leeway either side, exactly as jsonwebtoken applies it.
         assert!(verified.get(&key, 1_030, 30).is_some());
         assert!(verified.get(&key, 1_031, 30).is_none());
