@@ -6,8 +6,8 @@
 //! Entries are written in the order given into one buffer, each object keeping its keys aside
 //! with the range each entry took. An object whose keys came sorted is then done; any other is
 //! rewritten in sorted key order when it ends (a repeated key keeps its last value, as a
-//! `serde_json::Map` does). Scalars are written as `to_value` would
-//! make them and serde_json prints them, arbitrary-precision numbers as their text.
+//! `serde_json::Map` does). Scalars are written as `to_value` would make them and serde_json
+//! prints them, arbitrary-precision numbers as their text.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
