@@ -235,6 +235,23 @@ fn load_or_generate_secret(path: &Path) -> Result<(String, KeySource), KeyError>
 mod tests {
     use super::*;
 
+    /// Claims with only what every token must carry.
+    pub(super) fn claims(sub: &str, scope: &str, exp: i64) -> Claims {
+        Claims {
+            sub: sub.into(),
+            exp,
+            nbf: None,
+            iat: None,
+            iss: None,
+            aud: None,
+            scope: scope.into(),
+        }
+    }
+
+    fn in_a_minute() -> i64 {
+        chrono::Utc::now().timestamp() + 60
+    }
+
     fn settings(dir: &Path) -> Settings {
         Settings {
             database_url: dir.join("t.db").to_string_lossy().into_owned(),
@@ -268,16 +285,9 @@ mod tests {
                 ..
             }
         ));
-        let claims = Claims {
-            sub: "alice".into(),
-            exp: chrono::Utc::now().timestamp() + 60,
-            nbf: None,
-            iat: None,
-            iss: None,
-            aud: None,
-            scope: "clients:read".into(),
-        };
-        let token = first.mint(&claims).unwrap();
+        let token = first
+            .mint(&claims("alice", "clients:read", in_a_minute()))
+            .unwrap();
         assert_eq!(second.verify(&token).unwrap().sub, "alice");
     }
 
@@ -285,18 +295,7 @@ mod tests {
     fn a_token_verified_once_does_not_vouch_for_another_or_for_other_keys() {
         let dir = tempfile::tempdir().unwrap();
         let keys = JwtKeys::from_settings(&settings(dir.path())).unwrap();
-        let mint = |scope: &str| {
-            keys.mint(&Claims {
-                sub: "erp".into(),
-                exp: chrono::Utc::now().timestamp() + 60,
-                nbf: None,
-                iat: None,
-                iss: None,
-                aud: None,
-                scope: scope.into(),
-            })
-            .unwrap()
-        };
+        let mint = |scope: &str| keys.mint(&claims("erp", scope, in_a_minute())).unwrap();
         let token = mint("decisions:write");
         for _ in 0..2 {
             assert_eq!(keys.verify(&token).unwrap().scope, "decisions:write");

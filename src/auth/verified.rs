@@ -64,13 +64,8 @@ mod tests {
 
     fn claims(exp: i64, nbf: Option<i64>) -> Claims {
         Claims {
-            sub: "erp".into(),
-            exp,
             nbf,
-            iat: None,
-            iss: None,
-            aud: None,
-            scope: "decisions:write".into(),
+            ..super::super::tests::claims("erp", "decisions:write", exp)
         }
     }
 
