@@ -49,8 +49,13 @@ fn write(value: &Value, out: &mut String) {
 /// need no escape and are copied as they are, instead of being cloned into a `Value` and
 /// formatted into a string of their own (a decision's payload has hundreds of them).
 pub(super) fn write_str(text: &str, out: &mut String) {
-    // serde_json escapes `"`, `\` and the control characters below 0x20, nothing else.
-    if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+    // serde_json escapes `"`, `\` and the control characters below 0x20, nothing else. The test
+    // reads every byte without stopping early, so the compiler checks many bytes at a time:
+    // almost no string needs escaping, and a byte at a time was 2 % of a decision's CPU.
+    let plain = !text.bytes().fold(false, |seen, b| {
+        seen | (b < 0x20) | (b == b'"') | (b == b'\\')
+    });
+    if plain {
         out.reserve(text.len() + 2);
         out.push('"');
         out.push_str(text);

@@ -38,46 +38,47 @@ pub enum ClientStatus {
     Blocked,
 }
 
-/// What one stage did, for the trace kept with the decision.
+/// What one stage did, for the trace kept with the decision. Fields in alphabetical order, as
+/// canonical JSON wants them: the audit payload is then written without reordering them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StageTrace {
-    pub policy: String,
-    pub version: u32,
-    pub sha256: String,
+    pub duration_us: u64,
     /// On error: what the stage recorded before failing, none of it applied.
     pub effects: Vec<Effect>,
+    pub error: Option<StageError>,
     /// `print`/`debug` output of the script.
     pub logs: Vec<String>,
     /// rhai operations the stage used (its whole budget when it ran out);
     /// absent from traces stored before it existed.
     #[serde(default)]
     pub operations: u64,
-    pub duration_us: u64,
-    pub error: Option<StageError>,
+    pub policy: String,
+    pub sha256: String,
+    pub version: u32,
 }
 
-/// The composed result of a pipeline run.
+/// The composed result of a pipeline run. Fields in alphabetical order, as for [`StageTrace`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PipelineResult {
-    pub trigger: Trigger,
-    pub outcome: Outcome,
-    pub requested_amount: Option<Decimal>,
     /// `0` (at the currency's scale) when declined.
     pub approved_amount: Option<Decimal>,
-    pub deposit_percent: Decimal,
+    pub band: Option<Band>,
+    pub client_status: Option<ClientStatus>,
     /// `approved_amount * deposit_percent / 100`, half-up to the minor unit.
     pub deposit_amount: Option<Decimal>,
-    pub terms_days: Option<u32>,
+    pub deposit_percent: Decimal,
+    pub factors: Vec<Factor>,
     /// The limit that applied to this decision.
     pub limit: Option<Decimal>,
     /// A new standing limit for the client (`set_credit_limit`).
     pub new_credit_limit: Option<Decimal>,
-    pub client_status: Option<ClientStatus>,
-    pub score: Option<u8>,
-    pub band: Option<Band>,
-    pub factors: Vec<Factor>,
+    pub outcome: Outcome,
     pub reasons: Vec<Reason>,
+    pub requested_amount: Option<Decimal>,
+    pub score: Option<u8>,
+    pub terms_days: Option<u32>,
     pub trace: Vec<StageTrace>,
+    pub trigger: Trigger,
 }
 
 impl PipelineResult {

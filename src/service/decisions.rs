@@ -10,7 +10,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::ServiceError;
-use super::answer::{CreditDecision, DecisionTerms, Deposit, ReasonView};
+use super::answer::{CreditDecision, DecisionTerms, Deposit, ReasonView, RiskSummary};
 use super::clients::profile_json;
 use super::committer::DecisionWriter;
 use super::evaluate::{Read, client_for, run_pipeline, stamped_client_for};
@@ -99,18 +99,71 @@ impl Asked {
     }
 }
 
-/// A decision's audit payload, written as canonical JSON straight from its parts.
+/// A decision's audit payload, written as canonical JSON straight from its parts; its fields in
+/// alphabetical order, so that the writer leaves them where they are instead of copying the
+/// whole payload again in sorted order.
 #[derive(Serialize)]
 struct AuditPayload<'a> {
-    decision_id: &'a str,
-    request: Verbatim<'a>,
-    request_sha256: &'a str,
+    answer: TermsInAudit<'a>,
     client: &'a serde_json::Value,
+    decision_id: &'a str,
+    expires_at: Option<String>,
     /// The stages' versions, in canonical JSON already (see `ActiveSet::credit_request_refs`).
     policies: Verbatim<'a>,
+    request: Verbatim<'a>,
+    request_sha256: &'a str,
     result: &'a PipelineResult,
-    answer: &'a DecisionTerms,
-    expires_at: Option<String>,
+}
+
+/// [`DecisionTerms`] as the audit payload holds them: the same fields, in alphabetical order
+/// (canonical JSON's), and the versions as the active set wrote them once
+/// (`ActiveSet::credit_request_refs`, from the stages the terms name). Replay compares this
+/// with the terms computed again, so a field left out here would show there.
+#[derive(Serialize)]
+struct TermsInAudit<'a> {
+    approved_amount: &'a str,
+    available_credit_after: &'a str,
+    credit_limit: &'a str,
+    currency: &'a str,
+    deposit: Option<&'a Deposit>,
+    outcome: &'a str,
+    policies: Verbatim<'a>,
+    reasons: &'a [ReasonView],
+    requested_amount: &'a str,
+    risk: &'a RiskSummary,
+    terms_days: Option<u32>,
+}
+
+impl<'a> TermsInAudit<'a> {
+    fn new(terms: &'a DecisionTerms, policies: &'a str) -> Self {
+        // Every field named, so that one added to the terms cannot be forgotten here.
+        let DecisionTerms {
+            outcome,
+            approved_amount,
+            requested_amount,
+            currency,
+            terms_days,
+            deposit,
+            credit_limit,
+            available_credit_after,
+            risk,
+            reasons,
+            policies: _,
+        } = terms;
+        Self {
+            approved_amount,
+            available_credit_after,
+            credit_limit,
+            currency,
+            deposit: deposit.as_ref(),
+            outcome,
+            policies: Verbatim(policies),
+            reasons,
+            requested_amount,
+            risk,
+            terms_days: *terms_days,
+        }
+    }
 }
 
 /// A decision made on the client's state as read, not yet written: the state it relied on,
@@ -166,7 +219,7 @@ fn draft(
         client: &evaluation.client_view,
         policies: Verbatim(&active.credit_request_refs),
         result: &evaluation.result,
-        answer: &terms,
+        answer: TermsInAudit::new(&terms, &active.credit_request_refs),
         expires_at: expires_at.map(audit::rfc3339),
     })
     .map_err(|e| ServiceError::Internal(format!("audit payload: {e}")))?;
