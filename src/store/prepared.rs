@@ -11,9 +11,14 @@
 use std::marker::PhantomData;
 
 use diesel::backend::Backend;
+use diesel::expression::{
+    AppearsOnTable, Expression, SelectableExpression, TypedExpressionType, ValidGrouping,
+    is_aggregate,
+};
 use diesel::pg::PgConnection;
-use diesel::query_builder::{AsChangeset, AstPass, QueryFragment, QueryId};
+use diesel::query_builder::{AsChangeset, AstPass, QueryFragment, QueryId, SelectQuery};
 use diesel::query_dsl::methods::ExecuteDsl;
+use diesel::sql_types::{IntoNullable, SqlType};
 use diesel::sqlite::SqliteConnection;
 use diesel::{QueryResult, RunQueryDsl};
 
@@ -61,6 +66,50 @@ impl<DB: Backend, C: QueryFragment<DB>, W: QueryFragment<DB>, K> QueryFragment<D
 }
 
 impl<C, W, K, Conn> RunQueryDsl<Conn> for Update<C, W, K> {}
+
+/// `(query)` as a value in another statement: diesel's `single_value` without its `LIMIT ?`.
+/// SQLite reads a bound `LIMIT` when it plans, so binding it again at every execution expires
+/// the prepared statement and it is prepared anew (the cost `.first()` had, see the `store`
+/// module). For queries that give at most one row anyway (an aggregate, a key lookup), and
+/// that refer to no outer table: diesel cannot check that here.
+#[derive(Clone, Copy, Debug, QueryId)]
+pub struct Scalar<Q, ST> {
+    query: Q,
+    sql_type: PhantomData<ST>,
+}
+
+/// [`Scalar`]: NULL when the query finds no row.
+pub fn scalar<Q>(query: Q) -> Scalar<Q, <Q::SqlType as IntoNullable>::Nullable>
+where
+    Q: SelectQuery,
+    Q::SqlType: IntoNullable,
+{
+    Scalar {
+        query,
+        sql_type: PhantomData,
+    }
+}
+
+impl<Q, ST: SqlType + TypedExpressionType> Expression for Scalar<Q, ST> {
+    type SqlType = ST;
+}
+
+impl<Q, ST, QS> AppearsOnTable<QS> for Scalar<Q, ST> where Self: Expression {}
+
+impl<Q, ST, QS> SelectableExpression<QS> for Scalar<Q, ST> where Self: Expression {}
+
+impl<Q, ST, GB> ValidGrouping<GB> for Scalar<Q, ST> {
+    type IsAggregate = is_aggregate::Never;
+}
+
+impl<DB: Backend, Q: QueryFragment<DB>, ST> QueryFragment<DB> for Scalar<Q, ST> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        out.push_sql("(");
+        self.query.walk_ast(out.reborrow())?;
+        out.push_sql(")");
+        Ok(())
+    }
+}
 
 /// Runs `statement` on the backend's own connection, where the cache sees its key.
 pub fn execute<S>(conn: &mut AnyConnection, statement: S) -> QueryResult<usize>

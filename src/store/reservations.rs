@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::schema::reservations;
+use super::prepared::scalar;
+use super::schema::{client_reserved, reservations};
 use super::{AnyConnection, StoreError, classify};
 
 /// What happened to a reservation.
@@ -124,34 +125,45 @@ diesel::define_sql_function! {
 
 /// The credit a client's active, unexpired reservations hold, in minor units, and the earliest
 /// expiry among them (when that sum next changes by time alone).
-/// One client's query compares by `=`, so its statement stays prepared (an `IN` list is
-/// prepared anew each time), and reads only the `reservations_by_client` index, which covers it.
-/// SQLite sums in the query: decoding every row's timestamp from text was a tenth of a
-/// decision's CPU once a client held a hundred reservations (docs/benchmarks.md, decisions,
-/// eighth round). PostgreSQL's `SUM(BIGINT)` is a `NUMERIC`, so there the rows are added up
+/// SQLite keeps each client's active reservations summed (`client_reserved`, by triggers): the
+/// read subtracts the active ones past their expiry that the sweep has not marked yet and finds
+/// the next expiry, both short ranges of the `reservations_by_client` index (the `min` stops at
+/// its first entry), so its cost no longer grows with the client's reservations (summing them
+/// was about 5 % of the request threads' CPU in the load benchmark, a hundred and more a
+/// client). One statement, compared by `=` so it stays prepared, and without `single_value`'s
+/// `LIMIT ?` (see [`Scalar`](super::prepared::Scalar)).
+/// PostgreSQL sums when read: its `SUM(BIGINT)` is a `NUMERIC`, so there the rows are added up
 /// here, decoded from binary at little cost.
 pub fn reserved_minor(
     conn: &mut AnyConnection,
     client_id: &str,
     now: NaiveDateTime,
 ) -> Result<(i64, Option<NaiveDateTime>), StoreError> {
-    let held = reservations::table
-        .filter(reservations::client_id.eq(client_id))
-        .filter(reservations::status.eq("active"))
-        .filter(reservations::expires_at.gt(now));
+    let active = || {
+        reservations::table
+            .filter(reservations::client_id.eq(client_id))
+            .filter(reservations::status.eq("active"))
+    };
     match conn {
         AnyConnection::Sqlite(c) => {
-            let (sum, first_expiry): (Option<i64>, Option<NaiveDateTime>) = held
-                .select((
-                    integer_sum(reservations::amount_minor),
-                    diesel::dsl::min(reservations::expires_at),
-                ))
-                .get_result(c)
-                .map_err(classify)?;
-            Ok((sum.unwrap_or(0), first_expiry))
+            let total = client_reserved::table
+                .find(client_id)
+                .select(client_reserved::active_minor);
+            let lapsed = active()
+                .filter(reservations::expires_at.le(now))
+                .select(integer_sum(reservations::amount_minor));
+            let next = active()
+                .filter(reservations::expires_at.gt(now))
+                .select(diesel::dsl::min(reservations::expires_at));
+            let (total, lapsed, first_expiry): (Option<i64>, Option<i64>, Option<NaiveDateTime>) =
+                diesel::select((scalar(total), scalar(lapsed), scalar(next)))
+                    .get_result(c)
+                    .map_err(classify)?;
+            Ok((total.unwrap_or(0) - lapsed.unwrap_or(0), first_expiry))
         }
         AnyConnection::Postgres(c) => {
-            let rows: Vec<(i64, NaiveDateTime)> = held
+            let rows: Vec<(i64, NaiveDateTime)> = active()
+                .filter(reservations::expires_at.gt(now))
                 .select((reservations::amount_minor, reservations::expires_at))
                 .load(c)
                 .map_err(classify)?;
@@ -179,4 +191,100 @@ pub fn reserved_by_client(
         *sums.entry(client).or_insert(0) += minor;
     }
     Ok(sums)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use chrono::{TimeDelta, Utc};
+    use diesel::connection::{Instrumentation, InstrumentationEvent};
+
+    use super::*;
+    use crate::config::Settings;
+    use crate::domain::{ClientId, ClientProfile, ClientStatus, Country, Currency, Money};
+    use crate::store::{Store, clients, migrate};
+
+    /// The statements prepared into the cache, and the SQL of the queries run.
+    #[derive(Default)]
+    struct Seen(Arc<Mutex<(usize, Vec<String>)>>);
+
+    impl Instrumentation for Seen {
+        fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+            if let Ok(mut seen) = self.0.lock() {
+                match event {
+                    InstrumentationEvent::CacheQuery { .. } => seen.0 += 1,
+                    InstrumentationEvent::StartQuery { query, .. } => {
+                        seen.1.push(query.to_string())
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// On SQLite the read is one statement, prepared once per connection: cached by diesel, and
+    /// without a bound `LIMIT` (which SQLite would have prepared again at every execution).
+    #[test]
+    fn the_sqlite_read_is_one_statement_prepared_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = Settings {
+            database_url: dir.path().join("encours.db").display().to_string(),
+            ..Settings::default()
+        };
+        let store = Store::connect(&settings).unwrap();
+        let mut conn = store.get().unwrap();
+        migrate(&mut conn).unwrap();
+        let now = Utc::now();
+        let eur = Currency::parse("EUR").unwrap();
+        let profile = ClientProfile {
+            name: "Read SA".into(),
+            registration_number: None,
+            country: Country::parse("FR").unwrap(),
+            sector: None,
+            currency: eur,
+            credit_limit: Money::from_minor(1_000_000, eur),
+            status: None,
+        };
+        for id in ["A", "B"] {
+            let id = ClientId::parse(id).unwrap();
+            clients::insert(&mut conn, &id, &profile, ClientStatus::Active, false, now).unwrap();
+        }
+        let now = now.naive_utc();
+        for (n, ttl) in [(1, 10), (2, 20), (3, 30)] {
+            let row = ReservationRow {
+                decision_id: format!("d{n}"),
+                client_id: "A".into(),
+                amount_minor: 100 * n,
+                status: "active".into(),
+                created_at: now,
+                expires_at: now + TimeDelta::seconds(ttl),
+                settled_at: None,
+                settled_by: None,
+            };
+            insert(&mut conn, &row).unwrap();
+        }
+        let seen = Arc::new(Mutex::new((0, Vec::new())));
+        let AnyConnection::Sqlite(lite) = &mut *conn else {
+            unreachable!("a SQLite path")
+        };
+        lite.set_instrumentation(Seen(Arc::clone(&seen)));
+
+        let at = |s| now + TimeDelta::seconds(s);
+        assert_eq!(
+            reserved_minor(&mut conn, "A", at(0)).unwrap(),
+            (600, Some(at(10)))
+        );
+        assert_eq!(
+            reserved_minor(&mut conn, "A", at(15)).unwrap(),
+            (500, Some(at(20)))
+        );
+        assert_eq!(reserved_minor(&mut conn, "A", at(30)).unwrap(), (0, None));
+        assert_eq!(reserved_minor(&mut conn, "B", at(0)).unwrap(), (0, None));
+
+        let (prepared, queries) = &*seen.lock().unwrap();
+        assert_eq!((*prepared, queries.len()), (1, 4), "{queries:#?}");
+        assert!(!queries[0].contains("LIMIT"), "{}", queries[0]);
+        println!("{}", queries[0]);
+    }
 }

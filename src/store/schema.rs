@@ -139,6 +139,14 @@ diesel::table! {
     }
 }
 
+// SQLite only: each client's running total of active reservations (migration 000012).
+diesel::table! {
+    client_reserved (client_id) {
+        client_id -> Text,
+        active_minor -> BigInt,
+    }
+}
+
 diesel::table! {
     decisions (decision_id) {
         decision_id -> Text,

@@ -21,6 +21,7 @@ mod hostile_input;
 mod impact;
 mod ops;
 mod policies;
+mod reserved;
 mod shadow;
 
 /// Declares each listed `async fn name(backend: Backend)` as one test per backend.

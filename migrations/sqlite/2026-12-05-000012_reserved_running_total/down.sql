@@ -1,0 +1,4 @@
+DROP TRIGGER reservations_reserved_on_delete;
+DROP TRIGGER reservations_reserved_on_update;
+DROP TRIGGER reservations_reserved_on_insert;
+DROP TABLE client_reserved;
