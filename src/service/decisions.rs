@@ -16,9 +16,7 @@ use super::committer::DecisionWriter;
 use super::evaluate::{Read, client_for, run_pipeline, stamped_client_for};
 use super::policies::PolicyRegistry;
 use super::reviews::risk_of;
-use crate::audit::{
-    self, AuditRef, Chain, Entry, Header, Verbatim, canonical_json, to_canonical_json,
-};
+use crate::audit::{self, Chain, Entry, Header, Verbatim, canonical_json, to_canonical_json};
 use crate::domain::{Client, ClientProfile, ClientStatus, CreditRequest, Money, Risk};
 use crate::policy::{PipelineResult, Trigger};
 use crate::store::clients::{self as client_table, Stamp};
@@ -184,50 +182,12 @@ pub(crate) struct Draft {
     risk: Option<Risk>,
     /// The policy generation the stages came from.
     generation: i64,
-    /// The decision as it will be answered, but for its audit reference (a placeholder).
-    decision: CreditDecision,
-    /// `decision` in JSON but for that reference.
-    answer: AnswerText,
+    terms: DecisionTerms,
     approved: Money,
+    decision_id: String,
+    expires_at: Option<DateTime<Utc>>,
     /// The audit record's payload, in canonical JSON.
     audit_payload: String,
-}
-
-/// A decision's answer in JSON (as stored and sent) without its audit reference, the last
-/// field, which only the writer knows: made with the draft, in parallel with other requests,
-/// and closed by the writer, the one thread every decision passes through (serialising the
-/// whole decision there was about 28,000 instructions of its work a decision).
-#[derive(Clone, Debug)]
-struct AnswerText(String);
-
-impl AnswerText {
-    /// How `decision` ends when its audit reference is the placeholder.
-    const PLACEHOLDER: &str = r#","audit":{"sequence":0,"hash":""}}"#;
-
-    fn new(decision: &CreditDecision) -> Result<Self, ServiceError> {
-        let mut text = answer_json(decision)?;
-        if !text.ends_with(Self::PLACEHOLDER) {
-            return Err(ServiceError::Internal(
-                "a decision's audit reference is no longer its last field".into(),
-            ));
-        }
-        text.truncate(text.len() - Self::PLACEHOLDER.len());
-        Ok(Self(text))
-    }
-
-    /// The whole answer, with the decision's audit reference.
-    fn finish(self, audit: &AuditRef) -> Result<String, ServiceError> {
-        let Self(mut text) = self;
-        text.push_str(r#","audit":"#);
-        text.push_str(&answer_json(audit)?);
-        text.push('}');
-        Ok(text)
-    }
-}
-
-/// The JSON of (part of) an answer.
-fn answer_json<T: Serialize>(value: &T) -> Result<String, ServiceError> {
-    serde_json::to_string(value).map_err(|e| ServiceError::Internal(e.to_string()))
 }
 
 /// Runs the active `credit_request` pipeline on `client` and builds the decision to write.
@@ -263,22 +223,6 @@ fn draft(
         expires_at: expires_at.map(audit::rfc3339),
     })
     .map_err(|e| ServiceError::Internal(format!("audit payload: {e}")))?;
-    let decision = CreditDecision {
-        decision_id,
-        request_id: asked.request.request_id.clone(),
-        client_id: asked.request.client_id.to_string(),
-        terms,
-        decided_at: now,
-        expires_at,
-        resolves: None,
-        comment: None,
-        decided_by: asked.actor.clone(),
-        audit: AuditRef {
-            sequence: 0,
-            hash: String::new(),
-        },
-    };
-    let answer = AnswerText::new(&decision)?;
     Ok(Draft {
         asked,
         now,
@@ -287,9 +231,10 @@ fn draft(
         stamp,
         risk: risk_of(&evaluation.result),
         generation: active.generation,
-        decision,
-        answer,
+        terms,
         approved,
+        decision_id,
+        expires_at,
         audit_payload,
     })
 }
@@ -335,9 +280,8 @@ pub(crate) fn commit_in_tx(
 /// with its audit record.
 fn write(conn: &mut AnyConnection, chain: &mut Chain, d: Draft) -> Result<Decided, ServiceError> {
     if d.is_new {
-        let limit = &d.decision.terms.credit_limit;
-        let limit = Money::parse(limit, d.client.currency)
-            .map_err(|e| ServiceError::Internal(format!("limit {limit}: {e}")))?;
+        let limit = Money::parse(&d.terms.credit_limit, d.client.currency)
+            .map_err(|e| ServiceError::Internal(format!("limit {}: {e}", d.terms.credit_limit)))?;
         create_prospect(
             conn,
             chain,
@@ -350,31 +294,37 @@ fn write(conn: &mut AnyConnection, chain: &mut Chain, d: Draft) -> Result<Decide
     }
     reserve(
         conn,
-        &d.decision.decision_id,
+        &d.decision_id,
         &d.asked.request.client_id,
         d.approved,
         d.now,
-        d.decision.expires_at,
+        d.expires_at,
     )?;
     let (audit, payload) = chain.append_keeping(
         conn,
         Header {
             kind: "decision",
-            subject: format!("decision:{}", d.decision.decision_id),
+            subject: format!("decision:{}", d.decision_id),
             client_id: Some(d.asked.request.client_id.to_string()),
             actor: d.asked.actor.clone(),
         },
         d.audit_payload,
     )?;
-    let answer = d.answer.finish(&audit)?;
     let decision = CreditDecision {
+        decision_id: d.decision_id,
+        request_id: d.asked.request.request_id.clone(),
+        client_id: d.asked.request.client_id.to_string(),
+        terms: d.terms,
+        decided_at: d.now,
+        expires_at: d.expires_at,
+        resolves: None,
+        comment: None,
+        decided_by: d.asked.actor,
         audit,
-        ..d.decision
     };
     let answer = store_decision(
         conn,
         &decision,
-        answer,
         &d.asked.sha,
         d.asked.request.channel.as_str(),
         d.approved.minor(),
@@ -502,15 +452,16 @@ fn create_prospect(
     Ok(())
 }
 
-/// Stores the decision with `answer`, its JSON; returns that answer.
+/// Stores the decision; returns its JSON answer as stored.
 fn store_decision(
     conn: &mut AnyConnection,
     decision: &CreditDecision,
-    answer: String,
     sha: &str,
     channel: &str,
     approved_minor: i64,
 ) -> Result<String, ServiceError> {
+    let answer =
+        serde_json::to_string(decision).map_err(|e| ServiceError::Internal(e.to_string()))?;
     let row = DecisionRow {
         decision_id: decision.decision_id.clone(),
         request_id: decision.request_id.clone(),
@@ -720,8 +671,7 @@ fn resolve_locked(
         audit,
     };
     let sha = hex::encode(Sha256::digest(decision.request_id.as_bytes()));
-    let answer = answer_json(&decision)?;
-    store_decision(conn, &decision, answer, &sha, "manual", approved.minor())?;
+    store_decision(conn, &decision, &sha, "manual", approved.minor())?;
     table::insert_resolution(
         conn,
         &ResolutionRow {
@@ -732,69 +682,4 @@ fn resolve_locked(
         },
     )?;
     Ok(decision)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::service::answer::RiskSummary;
-    use crate::service::evaluate::PolicyRef;
-
-    /// The answer closed by the writer is byte for byte the decision serialised whole.
-    #[test]
-    fn the_answer_made_in_two_parts_is_the_whole_decision() {
-        let terms = DecisionTerms {
-            outcome: "conditional".into(),
-            approved_amount: "1250.00".into(),
-            requested_amount: "1250.00".into(),
-            currency: "EUR".into(),
-            terms_days: Some(30),
-            deposit: Some(Deposit {
-                percent: "20".into(),
-                amount: "250.00".into(),
-            }),
-            credit_limit: "50000.00".into(),
-            available_credit_after: "48750.00".into(),
-            risk: RiskSummary {
-                score: Some(20),
-                band: Some("B".into()),
-            },
-            reasons: vec![ReasonView {
-                code: "DEPOSIT_PROSPECT".into(),
-                message: "A \"new\" client: a 20 % deposit.\n".into(),
-                policy: "deposit".into(),
-                policy_version: 3,
-            }],
-            policies: vec![PolicyRef {
-                name: "deposit".into(),
-                version: 3,
-                sha256: "ab".repeat(32),
-            }],
-        };
-        let placeholder = AuditRef {
-            sequence: 0,
-            hash: String::new(),
-        };
-        for expires_at in [Some(Utc::now()), None] {
-            let decision = CreditDecision {
-                decision_id: "0193-d".into(),
-                request_id: "r-1".into(),
-                client_id: "C-1".into(),
-                terms: terms.clone(),
-                decided_at: Utc::now(),
-                expires_at,
-                resolves: None,
-                comment: None,
-                decided_by: "checkout".into(),
-                audit: placeholder.clone(),
-            };
-            let audit = AuditRef {
-                sequence: 42,
-                hash: "cd".repeat(32),
-            };
-            let two_parts = AnswerText::new(&decision).unwrap().finish(&audit).unwrap();
-            let whole = CreditDecision { audit, ..decision };
-            assert_eq!(two_parts, serde_json::to_string(&whole).unwrap());
-        }
-    }
 }
