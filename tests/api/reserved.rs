@@ -3,7 +3,6 @@
 //! any sequence of writes, and from a database made before the migration.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chrono::{NaiveDate, NaiveDateTime, TimeDelta, Utc};
 use diesel::prelude::*;
@@ -13,10 +12,9 @@ use encours::domain::{ClientId, ClientProfile, ClientStatus, Country, Currency, 
 use encours::store::reservations::{self, ReservationRow, Settlement};
 use encours::store::{AnyConnection, clients};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestRunner};
 
 use crate::on_both_backends;
-use crate::support::{Backend, TestApp};
+use crate::support::{Backend, TestApp, check_on_store};
 
 const CLIENTS: u8 = 3;
 const STATUSES: [&str; 4] = ["active", "invoiced", "released", "expired"];
@@ -194,119 +192,100 @@ async fn reserved_equals_summed(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else {
         return;
     };
-    let state = app.state.clone();
-    let checked = tokio::task::spawn_blocking(move || {
-        let cases = AtomicUsize::new(0);
-        let mut runner = TestRunner::new(Config {
-            cases: 32,
-            failure_persistence: None,
-            ..Config::default()
-        });
-        runner.run(&prop::collection::vec(op(), 1..60), |ops| {
-            let case = cases.fetch_add(1, Ordering::SeqCst);
-            let mut conn = state
-                .store
-                .get()
-                .map_err(|e| TestCaseError::fail(e.to_string()))?;
-            let conn = &mut *conn;
-            let ids: Vec<String> = (0..CLIENTS).map(|n| format!("R-{case}-{n}")).collect();
+    let ops = || prop::collection::vec(op(), 1..60);
+    check_on_store(&app, 32, ops, move |_, conn, case, ops| {
+        let ids: Vec<String> = (0..CLIENTS).map(|n| format!("R-{case}-{n}")).collect();
+        for id in &ids {
+            add_client(conn, id);
+        }
+        let mut now = base();
+        let mut made: Vec<String> = Vec::new();
+        let pick =
+            |made: &[String], k: usize| (!made.is_empty()).then(|| made[k % made.len()].clone());
+        for op in &ops {
+            match op {
+                Op::Reserve {
+                    client,
+                    minor,
+                    ttl_ms,
+                } => {
+                    let id = format!("{case}-{}", made.len());
+                    let expires_at = now + TimeDelta::milliseconds(*ttl_ms);
+                    reserve(conn, &id, &ids[usize::from(*client)], *minor, expires_at);
+                    made.push(id);
+                }
+                Op::Settle { k, invoiced } => {
+                    if let Some(id) = pick(&made, *k) {
+                        let how = if *invoiced {
+                            Settlement::Invoiced
+                        } else {
+                            Settlement::Released
+                        };
+                        reservations::settle(conn, &id, how, "prop", now).unwrap();
+                    }
+                }
+                Op::Sweep => {
+                    let before = versions(conn, &ids);
+                    reservations::expire_due(conn, now).unwrap();
+                    prop_assert_eq!(versions(conn, &ids), before, "the sweep bumped a version");
+                }
+                Op::Advance { ms } => now += TimeDelta::milliseconds(*ms),
+                Op::Delete { k } => {
+                    if let Some(id) = pick(&made, *k) {
+                        diesel::sql_query(format!(
+                            "DELETE FROM reservations WHERE decision_id = '{id}'"
+                        ))
+                        .execute(conn)
+                        .unwrap();
+                    }
+                }
+                Op::Edit {
+                    k,
+                    client,
+                    minor,
+                    status,
+                } => {
+                    let mut set = Vec::new();
+                    if let Some(c) = client {
+                        set.push(format!("client_id = '{}'", ids[usize::from(*c)]));
+                    }
+                    if let Some(m) = minor {
+                        set.push(format!("amount_minor = {m}"));
+                    }
+                    if let Some(s) = status {
+                        set.push(format!("status = '{}'", STATUSES[usize::from(*s)]));
+                    }
+                    if let (Some(id), false) = (pick(&made, *k), set.is_empty()) {
+                        diesel::sql_query(format!(
+                            "UPDATE reservations SET {} WHERE decision_id = '{id}'",
+                            set.join(", ")
+                        ))
+                        .execute(conn)
+                        .unwrap();
+                    }
+                }
+            }
             for id in &ids {
-                add_client(conn, id);
-            }
-            let mut now = base();
-            let mut made: Vec<String> = Vec::new();
-            let pick = |made: &[String], k: usize| {
-                (!made.is_empty()).then(|| made[k % made.len()].clone())
-            };
-            for op in &ops {
-                match op {
-                    Op::Reserve {
-                        client,
-                        minor,
-                        ttl_ms,
-                    } => {
-                        let id = format!("{case}-{}", made.len());
-                        let expires_at = now + TimeDelta::milliseconds(*ttl_ms);
-                        reserve(conn, &id, &ids[usize::from(*client)], *minor, expires_at);
-                        made.push(id);
-                    }
-                    Op::Settle { k, invoiced } => {
-                        if let Some(id) = pick(&made, *k) {
-                            let how = if *invoiced {
-                                Settlement::Invoiced
-                            } else {
-                                Settlement::Released
-                            };
-                            reservations::settle(conn, &id, how, "prop", now).unwrap();
-                        }
-                    }
-                    Op::Sweep => {
-                        let before = versions(conn, &ids);
-                        reservations::expire_due(conn, now).unwrap();
-                        prop_assert_eq!(versions(conn, &ids), before, "the sweep bumped a version");
-                    }
-                    Op::Advance { ms } => now += TimeDelta::milliseconds(*ms),
-                    Op::Delete { k } => {
-                        if let Some(id) = pick(&made, *k) {
-                            diesel::sql_query(format!(
-                                "DELETE FROM reservations WHERE decision_id = '{id}'"
-                            ))
-                            .execute(conn)
-                            .unwrap();
-                        }
-                    }
-                    Op::Edit {
-                        k,
-                        client,
-                        minor,
-                        status,
-                    } => {
-                        let mut set = Vec::new();
-                        if let Some(c) = client {
-                            set.push(format!("client_id = '{}'", ids[usize::from(*c)]));
-                        }
-                        if let Some(m) = minor {
-                            set.push(format!("amount_minor = {m}"));
-                        }
-                        if let Some(s) = status {
-                            set.push(format!("status = '{}'", STATUSES[usize::from(*s)]));
-                        }
-                        if let (Some(id), false) = (pick(&made, *k), set.is_empty()) {
-                            diesel::sql_query(format!(
-                                "UPDATE reservations SET {} WHERE decision_id = '{id}'",
-                                set.join(", ")
-                            ))
-                            .execute(conn)
-                            .unwrap();
-                        }
-                    }
-                }
-                for id in &ids {
-                    for at in [now, now + TimeDelta::milliseconds(2_500)] {
-                        let read = reservations::reserved_minor(conn, id, at)
-                            .map_err(|e| TestCaseError::fail(e.to_string()))?;
-                        prop_assert_eq!(
-                            read,
-                            summed(conn, id, at),
-                            "{} at {} after {:?}",
-                            id,
-                            at,
-                            op
-                        );
-                    }
-                }
-                if backend == Backend::Sqlite {
-                    running_totals_hold(conn)?;
+                for at in [now, now + TimeDelta::milliseconds(2_500)] {
+                    let read = reservations::reserved_minor(conn, id, at)
+                        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                    prop_assert_eq!(
+                        read,
+                        summed(conn, id, at),
+                        "{} at {} after {:?}",
+                        id,
+                        at,
+                        op
+                    );
                 }
             }
-            Ok(())
-        })
+            if backend == Backend::Sqlite {
+                running_totals_hold(conn)?;
+            }
+        }
+        Ok(())
     })
-    .await
-    .expect("join");
-    if let Err(e) = checked {
-        panic!("{e}");
-    }
+    .await;
 }
 
 on_both_backends!(reserved_equals_summed);

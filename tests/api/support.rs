@@ -358,3 +358,47 @@ pub fn operations() -> Vec<(String, String, Value)> {
     }
     out
 }
+
+/// Checks `property` on `cases` values of the strategy `make` builds, against the app's
+/// store, in a blocking task: each case gets a pooled connection and its number (for ids that
+/// stay unique across cases). Panics with proptest's report, the smallest failing input.
+pub async fn check_on_store<S: proptest::strategy::Strategy>(
+    app: &TestApp,
+    cases: u32,
+    make: impl FnOnce() -> S + Send + 'static,
+    property: impl Fn(
+        &AppState,
+        &mut store::AnyConnection,
+        usize,
+        S::Value,
+    ) -> proptest::test_runner::TestCaseResult
+    + Send
+    + 'static,
+) {
+    use proptest::test_runner::{Config, TestCaseError, TestRunner};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let state = app.state.clone();
+    let checked = tokio::task::spawn_blocking(move || {
+        let case = AtomicUsize::new(0);
+        let mut runner = TestRunner::new(Config {
+            cases,
+            failure_persistence: None,
+            ..Config::default()
+        });
+        runner
+            .run(&make(), |value| {
+                let case = case.fetch_add(1, Ordering::SeqCst);
+                let mut conn = state
+                    .store
+                    .get()
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                property(&state, &mut conn, case, value)
+            })
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .expect("join");
+    if let Err(e) = checked {
+        panic!("{e}");
+    }
+}

@@ -1,20 +1,17 @@
 //! The rebuild property: for random event histories, sent in random batches (with resends
 //! and conflicting resends), the incrementally kept state equals the replay of the log.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use chrono::Utc;
 use encours::domain::{ClientId, ClientProfile, ClientStatus, Country, Currency};
 use encours::service::events::{EventStatus, ingest_at};
 use encours::service::rebuild::rebuild_client;
 use encours::store::clients;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestRunner};
 use serde_json::json;
 
 use super::*;
 use crate::on_both_backends;
-use crate::support::{Backend, TestApp};
+use crate::support::{Backend, TestApp, check_on_store};
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -181,25 +178,18 @@ async fn rebuild_equals_incremental(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else {
         return;
     };
-    let state = app.state.clone();
-    let checked = tokio::task::spawn_blocking(move || {
-        let cases = AtomicUsize::new(0);
-        let mut runner = TestRunner::new(Config {
-            cases: 24,
-            failure_persistence: None,
-            ..Config::default()
-        });
-        let strategy = (
+    let strategy = || {
+        (
             prop::collection::vec(op(), 1..40),
             prop::collection::vec(1usize..8, 1..40),
             0usize..3,
-        );
-        runner.run(&strategy, |(ops, sizes, currency)| {
-            let case = cases.fetch_add(1, Ordering::SeqCst);
-            let mut conn = state
-                .store
-                .get()
-                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        )
+    };
+    check_on_store(
+        &app,
+        24,
+        strategy,
+        |state, conn, case, (ops, sizes, currency)| {
             let currency = Currency::parse(["EUR", "JPY", "KWD"][currency]).unwrap();
             let id = ClientId::parse(&format!("P-{case}")).unwrap();
             let profile = ClientProfile {
@@ -211,15 +201,7 @@ async fn rebuild_equals_incremental(backend: Backend) {
                 credit_limit: encours::domain::Money::from_minor(50_000_000, currency),
                 status: None,
             };
-            clients::insert(
-                &mut conn,
-                &id,
-                &profile,
-                ClientStatus::Active,
-                false,
-                Utc::now(),
-            )
-            .unwrap();
+            clients::insert(conn, &id, &profile, ClientStatus::Active, false, Utc::now()).unwrap();
             let all = events(case, id.as_str(), currency.minor_digits(), &ops);
             let (mut sent, mut accepted) = (0, 0);
             for size in sizes.iter().cycle() {
@@ -228,7 +210,7 @@ async fn rebuild_equals_incremental(backend: Backend) {
                 }
                 let batch = &all[sent..(sent + size).min(all.len())];
                 sent += batch.len();
-                let done = ingest_at(&mut conn, &state.policies, batch, "prop", Utc::now())
+                let done = ingest_at(conn, &state.policies, batch, "prop", Utc::now())
                     .map_err(|e| TestCaseError::fail(e.to_string()))?;
                 accepted += done
                     .results
@@ -236,18 +218,14 @@ async fn rebuild_equals_incremental(backend: Backend) {
                     .filter(|r| matches!(r.status, EventStatus::Accepted))
                     .count();
             }
-            let rebuilt = rebuild_client(&mut conn, &id, false, Utc::now())
+            let rebuilt = rebuild_client(conn, &id, false, Utc::now())
                 .map_err(|e| TestCaseError::fail(e.to_string()))?;
             prop_assert_eq!(rebuilt.events, accepted);
             prop_assert!(rebuilt.differences.is_empty(), "{:?}", rebuilt.differences);
             Ok(())
-        })
-    })
-    .await
-    .expect("join");
-    if let Err(e) = checked {
-        panic!("{e}");
-    }
+        },
+    )
+    .await;
 }
 
 on_both_backends!(rebuild_equals_incremental);
