@@ -62,11 +62,14 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<web::Json<Readiness>, 
     }))
 }
 
-/// Prometheus metrics: requests and latency by route and status, database pool use.
+/// Prometheus metrics.
+///
+/// Requests and latency by route and status, database pool use, policy stages run, and the
+/// decision writer's batches, decisions and busy time.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render(&state.store))
+        .body(state.metrics.render(&state.store, state.decisions.counts()))
 }

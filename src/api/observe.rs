@@ -9,11 +9,14 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, web};
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Counter, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
 use tracing::Instrument;
 
 use super::error::{PROBLEM_JSON, Problem, fallback_problem};
 use crate::AppState;
+use crate::service::committer::WriterCounts;
 use crate::service::policies::{StageRuns, stage_runs};
 use crate::store::Store;
 
@@ -101,6 +104,12 @@ pub struct Metrics {
     /// (it knows nothing of Prometheus); each scrape adds what it counted since the last one.
     stages: IntCounterVec,
     stages_seen: Mutex<StageRuns>,
+    /// The decision writer's batches, decisions and busy time, counted by the writer (as the
+    /// stages are by the engine).
+    writer_batches: IntCounter,
+    writer_decisions: IntCounter,
+    writer_busy: Counter,
+    writer_seen: Mutex<WriterCounts>,
 }
 
 impl Metrics {
@@ -135,7 +144,22 @@ impl Metrics {
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(pool.clone()))?;
+        let writer_batches = IntCounter::new(
+            "decision_writer_batches_total",
+            "Transactions the decision writer committed (each carries every decision waiting)",
+        )?;
+        let writer_decisions = IntCounter::new(
+            "decision_writer_decisions_total",
+            "Decisions through the decision writer; divided by its batches, decisions a commit",
+        )?;
+        let writer_busy = Counter::new(
+            "decision_writer_busy_seconds_total",
+            "Wall-clock time the decision writer spent on batches; its rate near 1 means the writer is the ceiling",
+        )?;
         registry.register(Box::new(stages.clone()))?;
+        registry.register(Box::new(writer_batches.clone()))?;
+        registry.register(Box::new(writer_decisions.clone()))?;
+        registry.register(Box::new(writer_busy.clone()))?;
         Ok(Self {
             registry,
             requests,
@@ -143,6 +167,10 @@ impl Metrics {
             pool,
             stages,
             stages_seen: Mutex::new(StageRuns::default()),
+            writer_batches,
+            writer_decisions,
+            writer_busy,
+            writer_seen: Mutex::new(WriterCounts::default()),
         })
     }
 
@@ -153,13 +181,14 @@ impl Metrics {
         self.latency.with_label_values(&labels).observe(seconds);
     }
 
-    pub fn render(&self, store: &Store) -> String {
+    pub fn render(&self, store: &Store, writer: WriterCounts) -> String {
         let (in_use, idle) = store.pool_state();
         self.pool
             .with_label_values(&["in_use"])
             .set(i64::from(in_use));
         self.pool.with_label_values(&["idle"]).set(i64::from(idle));
         self.count_stages();
+        self.count_writer(writer);
         let mut out = String::new();
         if let Err(e) =
             prometheus::TextEncoder::new().encode_utf8(&self.registry.gather(), &mut out)
@@ -167,6 +196,21 @@ impl Metrics {
             tracing::error!(error = %e, "metrics encoding failed");
         }
         out
+    }
+
+    fn count_writer(&self, now: WriterCounts) {
+        let mut seen = self
+            .writer_seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.writer_batches
+            .inc_by(now.batches.saturating_sub(seen.batches));
+        self.writer_decisions
+            .inc_by(now.decisions.saturating_sub(seen.decisions));
+        // Microseconds as integers until here, so that no rounding adds up.
+        let micros = now.busy_micros.saturating_sub(seen.busy_micros);
+        self.writer_busy.inc_by(micros as f64 / 1e6);
+        *seen = now;
     }
 
     fn count_stages(&self) {

@@ -14,7 +14,9 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
+use std::time::Instant;
 
 use chrono::Duration;
 use tokio::sync::{Semaphore, SemaphorePermit, mpsc, oneshot};
@@ -52,6 +54,37 @@ pub struct DecisionWriter {
     queue: mpsc::Sender<Job>,
     /// Requests preparing a draft at once, on SQLite (see [`DecisionWriter::drafting`]).
     drafting: Option<Arc<Semaphore>>,
+    stats: Arc<Stats>,
+}
+
+/// What the writer has done since it started: every decision passes through its one thread,
+/// so its batches (how many decisions each commit carries) and the time it spends on them (how
+/// close it is to being the ceiling) are the first figures to read when decisions queue.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriterCounts {
+    pub batches: u64,
+    pub decisions: u64,
+    /// Wall-clock time in batches (the thread waiting for a core included).
+    pub busy_micros: u64,
+}
+
+#[derive(Default)]
+struct Stats {
+    batches: AtomicU64,
+    decisions: AtomicU64,
+    busy_micros: AtomicU64,
+}
+
+impl Stats {
+    fn record(&self, decisions: usize, started: Instant) {
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.decisions.fetch_add(
+            u64::try_from(decisions).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        self.busy_micros.fetch_add(micros, Ordering::Relaxed);
+    }
 }
 
 impl DecisionWriter {
@@ -62,15 +95,30 @@ impl DecisionWriter {
         shadow: ShadowFeed,
     ) -> Result<Self, String> {
         let (queue, jobs) = mpsc::channel(QUEUE);
+        let stats = Arc::new(Stats::default());
+        let counted = Arc::clone(&stats);
         let drafting = (store.backend() == "sqlite").then(|| {
             let cores = thread::available_parallelism().map_or(1, usize::from);
             Arc::new(Semaphore::new(DRAFTS_PER_CORE * cores))
         });
         thread::Builder::new()
             .name("decision-writer".into())
-            .spawn(move || run(jobs, &store, &registry, ttl, &shadow))
+            .spawn(move || run(jobs, &store, &registry, ttl, &shadow, &counted))
             .map_err(|e| format!("decision writer: {e}"))?;
-        Ok(Self { queue, drafting })
+        Ok(Self {
+            queue,
+            drafting,
+            stats,
+        })
+    }
+
+    /// The writer's batches, decisions and busy time so far.
+    pub fn counts(&self) -> WriterCounts {
+        WriterCounts {
+            batches: self.stats.batches.load(Ordering::Relaxed),
+            decisions: self.stats.decisions.load(Ordering::Relaxed),
+            busy_micros: self.stats.busy_micros.load(Ordering::Relaxed),
+        }
     }
 
     /// Waits for a turn to prepare a draft (read the client, run the policies), in arrival
@@ -110,11 +158,15 @@ fn run(
     registry: &PolicyRegistry,
     ttl: Duration,
     shadow: &ShadowFeed,
+    stats: &Stats,
 ) {
     serve(jobs, |batch| {
-        let span = tracing::debug_span!("decision_batch", size = batch.len());
+        let size = batch.len();
+        let span = tracing::debug_span!("decision_batch", size);
         let _entered = span.enter();
+        let started = Instant::now();
         commit_batch(batch, store, registry, ttl, shadow);
+        stats.record(size, started);
     });
 }
 

@@ -71,6 +71,43 @@ async fn metrics_count_policy_stages(backend: Backend) {
     );
 }
 
+/// The decision writer's counters are this app's own: every decision counted once, in one
+/// to three commits, with time spent on them; a second scrape adds nothing.
+async fn metrics_count_the_decision_writer(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    given(&app, "C-W", "50000.00", Facts::good()).await;
+    for n in 0..3 {
+        let answer = decide(&app, &order(&format!("w-{n}"), "C-W", "100.00", 30)).await;
+        assert_eq!(answer.status, 201, "{}", answer.text);
+    }
+    let text = app.call("GET", "/metrics", None, None).await.text;
+    assert_eq!(
+        sample(&text, "encours_decision_writer_decisions_total"),
+        3,
+        "{text}"
+    );
+    let batches = sample(&text, "encours_decision_writer_batches_total");
+    assert!((1..=3).contains(&batches), "{text}");
+    let busy: f64 = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("encours_decision_writer_busy_seconds_total")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no busy time in\n{text}"));
+    assert!(busy > 0.0, "{text}");
+    let again = app.call("GET", "/metrics", None, None).await.text;
+    assert_eq!(
+        sample(&again, "encours_decision_writer_decisions_total"),
+        3,
+        "{again}"
+    );
+}
+
 async fn request_ids_are_echoed_or_made(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else {
         return;
@@ -130,6 +167,7 @@ on_both_backends!(
     health_and_readiness,
     metrics_count_requests_by_route,
     metrics_count_policy_stages,
+    metrics_count_the_decision_writer,
     request_ids_are_echoed_or_made,
     docs_render_offline,
 );
