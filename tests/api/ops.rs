@@ -42,10 +42,19 @@ async fn metrics_count_requests_by_route(backend: Backend) {
 }
 
 /// The value of one sample line of a Prometheus text page.
-fn sample(text: &str, name: &str) -> u64 {
+fn sample<T: std::str::FromStr>(text: &str, name: &str) -> T {
     text.lines()
         .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
         .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}
+
+/// A good client, `client`, and three orders of it decided (201).
+async fn three_orders(app: &TestApp, client: &str) {
+    given(app, client, "50000.00", Facts::good()).await;
+    for n in 0..3 {
+        let answer = decide(app, &order(&format!("{client}-{n}"), client, "100.00", 30)).await;
+        assert_eq!(answer.status, 201, "{}", answer.text);
+    }
 }
 
 /// Every stage a decision runs is counted, compiled or interpreted. The counters are the
@@ -57,13 +66,9 @@ async fn metrics_count_policy_stages(backend: Backend) {
     };
     let compiled = r#"encours_policy_stage_runs_total{mode="compiled"}"#;
     let interpreted = r#"encours_policy_stage_runs_total{mode="interpreted"}"#;
-    let stages = |text: &str| sample(text, compiled) + sample(text, interpreted);
+    let stages = |text: &str| sample::<u64>(text, compiled) + sample::<u64>(text, interpreted);
     let before = app.call("GET", "/metrics", None, None).await.text;
-    given(&app, "C-M", "50000.00", Facts::good()).await;
-    for n in 0..3 {
-        let answer = decide(&app, &order(&format!("m-{n}"), "C-M", "100.00", 30)).await;
-        assert_eq!(answer.status, 201, "{}", answer.text);
-    }
+    three_orders(&app, "C-M").await;
     let after = app.call("GET", "/metrics", None, None).await.text;
     assert!(
         stages(&after) >= stages(&before) + 3 * 7,
@@ -77,32 +82,20 @@ async fn metrics_count_the_decision_writer(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else {
         return;
     };
-    given(&app, "C-W", "50000.00", Facts::good()).await;
-    for n in 0..3 {
-        let answer = decide(&app, &order(&format!("w-{n}"), "C-W", "100.00", 30)).await;
-        assert_eq!(answer.status, 201, "{}", answer.text);
-    }
+    three_orders(&app, "C-W").await;
     let text = app.call("GET", "/metrics", None, None).await.text;
     assert_eq!(
-        sample(&text, "encours_decision_writer_decisions_total"),
+        sample::<u64>(&text, "encours_decision_writer_decisions_total"),
         3,
         "{text}"
     );
-    let batches = sample(&text, "encours_decision_writer_batches_total");
+    let batches: u64 = sample(&text, "encours_decision_writer_batches_total");
     assert!((1..=3).contains(&batches), "{text}");
-    let busy: f64 = text
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("encours_decision_writer_busy_seconds_total")?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap_or_else(|| panic!("no busy time in\n{text}"));
+    let busy: f64 = sample(&text, "encours_decision_writer_busy_seconds_total");
     assert!(busy > 0.0, "{text}");
     let again = app.call("GET", "/metrics", None, None).await.text;
     assert_eq!(
-        sample(&again, "encours_decision_writer_decisions_total"),
+        sample::<u64>(&again, "encours_decision_writer_decisions_total"),
         3,
         "{again}"
     );
