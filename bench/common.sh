@@ -124,3 +124,6 @@ server_alive() {
 }
 # The server's CPU time so far, in clock ticks (user + system): CPU per request for each phase.
 server_ticks() { awk '{ print $14 + $15 }' "/proc/$SERVER_PID/stat"; }
+# The bytes the server has written to storage so far (log, database and checkpoints alike):
+# disk written per request for each phase, which a wall-clock rate on a shared machine hides.
+server_written() { awk '/^write_bytes:/ { print $2 }' "/proc/$SERVER_PID/io"; }

@@ -72,7 +72,7 @@ LOADGEN=$LOADGEN_TARGET/release/loadgen
 # The server, its clients and the helpers every load benchmark shares.
 # shellcheck source=bench/common.sh
 source "$ROOT/bench/common.sh"
-declare -A CPU
+declare -A CPU WRITTEN
 decision='{"request_id":"bench-%s-{n}","client_id":"{client}","amount":"1250.00","currency":"EUR","requested_terms_days":30,"channel":"checkout","order_ref":"SO-%s-{n}"}'
 
 say "1/3 GET /healthz, closed loop, $CONNECTIONS connections, $HEALTHZ_DURATION s"
@@ -82,10 +82,10 @@ CPU[healthz]=$(($(server_ticks) - t0))
 
 say "2/3 POST /v1/credit-decisions, closed loop, $CONNECTIONS connections, $DURATION s"
 # shellcheck disable=SC2059
-t0=$(server_ticks)
+t0=$(server_ticks) w0=$(server_written)
 lg "$BASE/v1/credit-decisions" -X POST --body "$(printf "$decision" max max)" \
     --clients-file "$WORK/clients.txt" -c "$CONNECTIONS" -d "$DURATION" --json "$WORK/max.json"
-CPU[max]=$(($(server_ticks) - t0))
+CPU[max]=$(($(server_ticks) - t0)) WRITTEN[max]=$(($(server_written) - w0))
 
 say "3/3 POST /v1/credit-decisions, open loop at $RATE/s, $RATE_CONNECTIONS connections, $DURATION s"
 # shellcheck disable=SC2059
@@ -153,6 +153,7 @@ healthz/s (HTTP ceiling)      $(num "$healthz_rate")
 decisions/healthz             $(awk -v d="$max_rate" -v h="$healthz_rate" 'BEGIN { printf "%.1f%%", 100 * d / h }')
 p50 at $RATE/s              $p50 ms
 p99 at $RATE/s              $p99 ms   goal <= 10 ms, floor 20 ms at 2,000/s: $([[ $RATE == 2000 ]] && verdict "$p99" 10 20 lower || echo "not judged at $RATE/s")
+disk written a decision       $(awk -v b="${WRITTEN[max]}" -v n="$(j .answered max)" 'BEGIN { printf "%.1f KB", b / 1024 / n }') in the closed loop (the server's write_bytes: log, database, checkpoints)
 audit                         verify ok, $records records >= $decided decisions answered 201 + $CLIENTS clients; $rows decision rows
 EOF
 if [[ $(j .saturated rate) == true ]]; then

@@ -84,7 +84,7 @@ EVENTGEN=$LOADGEN_TARGET/release/eventgen
 # The server, its clients and the helpers every load benchmark shares.
 # shellcheck source=bench/common.sh
 source "$ROOT/bench/common.sh"
-declare -A CPU
+declare -A CPU WRITTEN
 PERF_PID=
 
 say "writing $BATCHES batches of $BATCH events for $CLIENTS clients"
@@ -109,11 +109,11 @@ if [[ $PERF == 1 ]]; then
         >"$WORK/perf.log" 2>&1 &
     PERF_PID=$!
 fi
-t0=$(server_ticks)
+t0=$(server_ticks) w0=$(server_written)
 lg "$BASE/v1/events" -X POST --bodies-file "$WORK/batches.ndjson" \
     --sum-field accepted --sum-field duplicates --sum-field rejected \
     -c "$CONNECTIONS" -d "$DURATION" --json "$WORK/events.json"
-CPU[events]=$(($(server_ticks) - t0))
+CPU[events]=$(($(server_ticks) - t0)) WRITTEN[events]=$(($(server_written) - w0))
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 if [[ -n $PERF_PID ]]; then wait "$PERF_PID" || true; fi
 
@@ -178,6 +178,7 @@ $(row "events, closed loop, $CONNECTIONS conn, ${DURATION}s" events "$BATCH") an
 
 events/s                 $(num "$event_rate")   goal >= 50,000, floor 20,000: $(verdict "$event_rate" 50000 20000)
 healthz/s (HTTP ceiling) $(num "$healthz_rate")
+disk written an event    $(awk -v b="${WRITTEN[events]}" -v n="$accepted" 'BEGIN { printf "%.2f KB", (n > 0 ? b / 1024 / n : 0) }') (the server's write_bytes: log, database, checkpoints)
 checks                   $accepted events accepted = $answered batches x $BATCH = $logged in the log;
                          $invoices invoices, $scored clients scored, $reviews limit reviews recorded;
                          audit verify ok ($records records); replay: $rebuild
