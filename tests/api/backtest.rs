@@ -9,7 +9,7 @@ use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
 use crate::audit::replay::{book, draft_deposit};
-use crate::decisions::{ALL, decide, given, order, post};
+use crate::decisions::{ALL, decide, given, order};
 use crate::on_both_backends;
 use crate::support::{Backend, TestApp};
 
@@ -53,13 +53,13 @@ async fn booked(app: &TestApp) -> Vec<Logged> {
 }
 
 async fn backtest(app: &TestApp, policy: &str, version: i64, body: &Value) -> Value {
-    let answer = post(
-        app,
-        &format!("/v1/policies/{policy}/versions/{version}/backtest"),
-        &app.token("policies:read"),
-        body,
-    )
-    .await;
+    let answer = app
+        .post_json(
+            &format!("/v1/policies/{policy}/versions/{version}/backtest"),
+            &app.token("policies:read"),
+            body,
+        )
+        .await;
     assert_eq!(answer.status, 200, "{}", answer.text);
     answer.body
 }
@@ -266,7 +266,7 @@ async fn refusals(backend: Backend) {
         let path = path.to_owned();
         let token = token.clone();
         let app = &app;
-        async move { post(app, &path, &token, &body).await }
+        async move { app.post_json(&path, &token, &body).await }
     };
     let ok = "/v1/policies/deposit/versions/1/backtest";
     call("/v1/policies/nope/versions/1/backtest", json!({}))
@@ -294,7 +294,7 @@ async fn refusals(backend: Backend) {
         .problem(422, "validation_failed");
     let unknown = call(ok, json!({"window": 3})).await;
     unknown.problem(422, "validation_failed");
-    post(&app, ok, &app.token("decisions:read"), &json!({}))
+    app.post_json(ok, &app.token("decisions:read"), &json!({}))
         .await
         .problem(403, "forbidden");
     // No decision yet: an empty backtest, not an error.

@@ -8,7 +8,7 @@ use std::process::Command;
 use serde_json::{Value, json};
 
 use crate::audit::replay::active_deposit;
-use crate::decisions::{ALL, Facts, decide, given, order, post};
+use crate::decisions::{ALL, Facts, decide, given, order};
 use crate::on_both_backends;
 use crate::support::{Answer, Backend, TestApp};
 
@@ -20,7 +20,8 @@ async fn submit(app: &TestApp, source: &str, tests: &[Value], supersedes: Option
         body["supersedes"] = ids;
     }
     let token = app.token_for("alice", WRITER);
-    post(app, "/v1/policies/deposit/versions", &token, &body).await
+    app.post_json("/v1/policies/deposit/versions", &token, &body)
+        .await
 }
 
 /// What must not move: decisions, reservations, limits.
@@ -63,7 +64,7 @@ async fn a_captured_decision_gates_versions_of_its_policies(backend: Backend) {
     let early = early.body["version"].as_i64().unwrap();
 
     let path = format!("/v1/audit/records/{seq}/capture");
-    let captured = post(&app, &path, &writer, &json!({})).await;
+    let captured = app.post_json(&path, &writer, &json!({})).await;
     assert_eq!(captured.status, 201, "{}", captured.text);
     let case = &captured.body;
     let id = format!("captured-{seq}");
@@ -80,7 +81,7 @@ async fn a_captured_decision_gates_versions_of_its_policies(backend: Backend) {
         .find(|s| s["policy"] == "deposit")
         .unwrap();
     assert_eq!(deposit_stage["effects"][0]["kind"], "require_deposit");
-    let again = post(&app, &path, &writer, &json!({})).await;
+    let again = app.post_json(&path, &writer, &json!({})).await;
     assert_eq!(again.status, 200, "{}", again.text);
     assert_eq!(again.body, captured.body, "capturing twice is idempotent");
     let record = app
@@ -93,7 +94,7 @@ async fn a_captured_decision_gates_versions_of_its_policies(backend: Backend) {
     assert_eq!(record.body["payload"]["case"], id.as_str());
     let good_path = format!("/v1/audit/records/{good_seq}/capture");
     assert_eq!(
-        post(&app, &good_path, &writer, &json!({})).await.status,
+        app.post_json(&good_path, &writer, &json!({})).await.status,
         201
     );
     let before = book_state(&app).await;
@@ -102,7 +103,7 @@ async fn a_captured_decision_gates_versions_of_its_policies(backend: Backend) {
     // neither the draft written before the capture nor a new one goes through.
     let bob = app.token_for("bob", "policies:activate");
     let activate = |n: i64| format!("/v1/policies/deposit/versions/{n}/activate");
-    let blocked = post(&app, &activate(early), &bob, &json!({})).await;
+    let blocked = app.post_json(&activate(early), &bob, &json!({})).await;
     let problem = blocked.problem(422, "policy_test_failed");
     assert_eq!(problem["cases"][0]["case"], id.as_str(), "{}", blocked.text);
     let refused = submit(&app, &raised, &tests, None).await;
@@ -144,7 +145,7 @@ async fn a_captured_decision_gates_versions_of_its_policies(backend: Backend) {
         .find(|v| v["version"].as_i64() == Some(number))
         .map(|v| v["supersedes"].clone());
     assert_eq!(kept, Some(json!([id])));
-    let activated = post(&app, &activate(number), &bob, &json!({})).await;
+    let activated = app.post_json(&activate(number), &bob, &json!({})).await;
     assert_eq!(activated.status, 200, "{}", activated.text);
     // Once that version is live the case no longer binds `deposit`: a later tweak passes.
     let tweak = format!("{raised}\n// 25 % since the committee of November.\n");
@@ -174,19 +175,13 @@ async fn only_decisions_are_captured(backend: Backend) {
     };
     let writer = app.token_for("alice", WRITER);
     // Record 1 is the shipped policies' first version, not a decision.
-    post(&app, "/v1/audit/records/1/capture", &writer, &json!({}))
+    app.post_json("/v1/audit/records/1/capture", &writer, &json!({}))
         .await
         .problem(422, "validation_failed");
-    post(
-        &app,
-        "/v1/audit/records/999999/capture",
-        &writer,
-        &json!({}),
-    )
-    .await
-    .problem(404, "not_found");
-    post(
-        &app,
+    app.post_json("/v1/audit/records/999999/capture", &writer, &json!({}))
+        .await
+        .problem(404, "not_found");
+    app.post_json(
         "/v1/audit/records/1/capture",
         &app.token("audit:read policies:read"),
         &json!({}),

@@ -125,13 +125,8 @@ impl WebDriverCompatibleCommand for BrowserLog {
 
 /// A POST as the ERP's connector would send it.
 async fn post(app: &TestApp, path: &str, scopes: &str, body: &Value) -> crate::support::Answer {
-    app.call(
-        "POST",
-        path,
-        Some(&app.token_for("erp-connector", scopes)),
-        Some(("application/json", body.to_string().into_bytes())),
-    )
-    .await
+    app.post_json(path, &app.token_for("erp-connector", scopes), body)
+        .await
 }
 
 /// A client with some history (paid once on time, one invoice now 40 days overdue, a weak

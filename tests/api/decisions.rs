@@ -79,7 +79,9 @@ pub(crate) async fn given(app: &TestApp, client: &str, limit: &str, facts: Facts
             "occurred_at": format!("{issued}T09:00:00Z"), "invoice_id": format!("{client}-INV-1"),
             "amount": "1000.00", "issued_on": issued.to_string(), "due_on": due.to_string()
         }]});
-        let answer = post(app, "/v1/events", &app.token("events:write"), &batch).await;
+        let answer = app
+            .post_json("/v1/events", &app.token("events:write"), &batch)
+            .await;
         assert_eq!(
             answer.body["results"][0]["status"], "accepted",
             "{}",
@@ -95,23 +97,9 @@ pub(crate) fn order(request_id: &str, client: &str, amount: &str, terms: i64) ->
     })
 }
 
-pub(crate) async fn post(
-    app: &TestApp,
-    path: &str,
-    token: &str,
-    body: &Value,
-) -> crate::support::Answer {
-    app.call(
-        "POST",
-        path,
-        Some(token),
-        Some(("application/json", body.to_string().into_bytes())),
-    )
-    .await
-}
-
 pub(crate) async fn decide(app: &TestApp, body: &Value) -> crate::support::Answer {
-    post(app, "/v1/credit-decisions", &app.token(ALL), body).await
+    app.post_json("/v1/credit-decisions", &app.token(ALL), body)
+        .await
 }
 
 async fn good_client_approved_reserved_and_idempotent(backend: Backend) {
@@ -542,8 +530,7 @@ async fn reviews_are_resolved_once(backend: Backend) {
 
     let path = format!("/v1/credit-decisions/{id}/resolution");
     let writer_only = app.token("decisions:write");
-    post(
-        &app,
+    app.post_json(
         &path,
         &writer_only,
         &json!({"outcome": "approved", "comment": "ok"}),
@@ -552,7 +539,7 @@ async fn reviews_are_resolved_once(backend: Backend) {
     .problem(403, "forbidden");
     let resolution = json!({"outcome": "conditional", "approved_amount": "120000.00",
         "deposit_percent": "20", "terms_days": 30, "comment": "Known client, large seasonal order"});
-    let resolved = post(&app, &path, &manager, &resolution).await;
+    let resolved = app.post_json(&path, &manager, &resolution).await;
     assert_eq!(resolved.status, 201, "{}", resolved.text);
     assert_eq!(resolved.body["resolves"], id.as_str());
     assert_eq!(resolved.body["decided_by"], "credit-manager");
@@ -570,7 +557,7 @@ async fn reviews_are_resolved_once(backend: Backend) {
         "the original is never edited"
     );
     assert_eq!(original.body["resolved_by"], resolved.body["decision_id"]);
-    post(&app, &path, &manager, &resolution)
+    app.post_json(&path, &manager, &resolution)
         .await
         .problem(409, "review_already_resolved");
     let queue = app
@@ -596,21 +583,20 @@ async fn reviews_are_resolved_once(backend: Backend) {
         "/v1/credit-decisions/{}/resolution",
         second.body["decision_id"].as_str().unwrap()
     );
-    post(
-        &app,
+    app.post_json(
         &path,
         &manager,
         &json!({"outcome": "approved", "comment": "go"}),
     )
     .await
     .problem(409, "insufficient_credit");
-    let declined = post(
-        &app,
-        &path,
-        &manager,
-        &json!({"outcome": "declined", "comment": "no"}),
-    )
-    .await;
+    let declined = app
+        .post_json(
+            &path,
+            &manager,
+            &json!({"outcome": "declined", "comment": "no"}),
+        )
+        .await;
     assert_eq!(declined.status, 201);
     assert_eq!(declined.body["approved_amount"], "0.00");
     // Not a review.
@@ -619,8 +605,7 @@ async fn reviews_are_resolved_once(backend: Backend) {
         "/v1/credit-decisions/{}/resolution",
         approved.body["decision_id"].as_str().unwrap()
     );
-    post(
-        &app,
+    app.post_json(
         &path,
         &manager,
         &json!({"outcome": "approved", "comment": "?"}),
@@ -694,7 +679,9 @@ async fn the_client_version_follows_what_decisions_read(backend: Backend) {
         {"event_id": "e-1", "client_id": "C-1", "type": "order_cancelled",
          "occurred_at": format!("{today}T08:00:00Z"), "decision_id": decision_id},
     ]});
-    let answer = post(&app, "/v1/events", &app.token("events:write"), &events).await;
+    let answer = app
+        .post_json("/v1/events", &app.token("events:write"), &events)
+        .await;
     assert_eq!(
         answer.body["results"][0]["status"], "accepted",
         "{}",

@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::decisions::{ALL, Facts, given, post};
+use crate::decisions::{ALL, Facts, given};
 use crate::events::{self, invoice};
 use crate::on_both_backends;
 use crate::support::{Backend, TestApp};
@@ -42,7 +42,9 @@ async fn stricter_on_event(app: &TestApp) -> i64 {
     }]);
     let body =
         json!({"source": format!("{source}{CAP}"), "description": "80 % of cover", "tests": tests});
-    let created = post(app, "/v1/policies/on_event/versions", &token, &body).await;
+    let created = app
+        .post_json("/v1/policies/on_event/versions", &token, &body)
+        .await;
     assert_eq!(created.status, 201, "{}", created.text);
     created.body["version"].as_i64().unwrap()
 }
@@ -105,7 +107,7 @@ async fn a_stricter_draft_lists_the_limits_it_would_cut(backend: Backend) {
     let before = book_state(&app).await;
 
     let path = format!("/v1/policies/on_event/versions/{number}/impact");
-    let answer = post(&app, &path, &token, &json!({})).await;
+    let answer = app.post_json(&path, &token, &json!({})).await;
     assert_eq!(answer.status, 200, "{}", answer.text);
     let impact = &answer.body;
     assert_eq!(impact["evaluated"], 5);
@@ -131,47 +133,40 @@ async fn a_stricter_draft_lists_the_limits_it_would_cut(backend: Backend) {
     );
 
     // Filters.
-    let usd = post(&app, &path, &token, &json!({"currency": "USD"})).await;
+    let usd = app
+        .post_json(&path, &token, &json!({"currency": "USD"}))
+        .await;
     assert_eq!(usd.body["evaluated"], 0, "{}", usd.text);
-    let bad = post(&app, &path, &token, &json!({"band": "Z", "extra": 1})).await;
+    let bad = app
+        .post_json(&path, &token, &json!({"band": "Z", "extra": 1}))
+        .await;
     bad.problem(422, "validation_failed");
     // The active version changes nothing.
     let active = app.get("/v1/policies/on_event", &token).await.body["active_version"].clone();
-    let same = post(
-        &app,
-        &format!("/v1/policies/on_event/versions/{active}/impact"),
-        &token,
-        &json!({}),
-    )
-    .await;
+    let same = app
+        .post_json(
+            &format!("/v1/policies/on_event/versions/{active}/impact"),
+            &token,
+            &json!({}),
+        )
+        .await;
     assert_eq!(same.body["changes"], json!([]), "{}", same.text);
     assert_eq!(same.body["evaluated"], 5);
     // Not a client_event stage, unknown policy or version, missing scope.
-    post(
-        &app,
-        "/v1/policies/deposit/versions/1/impact",
-        &token,
-        &json!({}),
-    )
-    .await
-    .problem(422, "validation_failed");
-    post(
-        &app,
-        "/v1/policies/nope/versions/1/impact",
-        &token,
-        &json!({}),
-    )
-    .await
-    .problem(404, "not_found");
-    post(
-        &app,
+    app.post_json("/v1/policies/deposit/versions/1/impact", &token, &json!({}))
+        .await
+        .problem(422, "validation_failed");
+    app.post_json("/v1/policies/nope/versions/1/impact", &token, &json!({}))
+        .await
+        .problem(404, "not_found");
+    app.post_json(
         "/v1/policies/on_event/versions/99/impact",
         &token,
         &json!({}),
     )
     .await
     .problem(404, "not_found");
-    post(&app, &path, &app.token("clients:read"), &json!({}))
+    app.post_json(&path, &app.token("clients:read"), &json!({}))
         .await
         .problem(403, "forbidden");
 

@@ -134,7 +134,9 @@ async fn failing_cases_block_a_version(backend: Backend) {
     let changed = source.replace("const DEPOSIT_BAND_D = 30;", "const DEPOSIT_BAND_D = 25;");
     assert_ne!(changed, source);
     let body = json!({"source": changed, "description": "lower deposit"});
-    let answer = post(&app, "/v1/policies/deposit/versions", &token, &body).await;
+    let answer = app
+        .post_json("/v1/policies/deposit/versions", &token, &body)
+        .await;
     let problem = answer.problem(422, "policy_test_failed");
     let cases = problem["cases"].as_array().unwrap();
     assert!(!cases.is_empty());
@@ -151,16 +153,6 @@ async fn failing_cases_block_a_version(backend: Backend) {
     );
 }
 
-async fn post(app: &TestApp, path: &str, token: &str, body: &Value) -> crate::support::Answer {
-    app.call(
-        "POST",
-        path,
-        Some(token),
-        Some(("application/json", body.to_string().into_bytes())),
-    )
-    .await
-}
-
 async fn four_eyes_and_immutable_versions(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else {
         return;
@@ -170,53 +162,53 @@ async fn four_eyes_and_immutable_versions(backend: Backend) {
     let (source, tests) = deposit_source(&app).await;
     let reworded = format!("// Reviewed 2026-11.\n{source}");
     let body = json!({"source": reworded, "description": "comment only", "tests": tests});
-    let created = post(&app, "/v1/policies/deposit/versions", &author, &body).await;
+    let created = app
+        .post_json("/v1/policies/deposit/versions", &author, &body)
+        .await;
     assert_eq!(created.status, 201, "{}", created.text);
     assert_eq!(created.body["version"], 2);
     assert_eq!(created.body["active"], false);
     assert_eq!(created.body["author"], "alice");
 
-    let own = post(
-        &app,
-        "/v1/policies/deposit/versions/2/activate",
-        &author,
-        &json!({}),
-    )
-    .await;
+    let own = app
+        .post_json(
+            "/v1/policies/deposit/versions/2/activate",
+            &author,
+            &json!({}),
+        )
+        .await;
     own.problem(403, "four_eyes_required");
     let limited = app.token_for("carol", "policies:read policies:write");
-    post(
-        &app,
+    app.post_json(
         "/v1/policies/deposit/versions/2/activate",
         &limited,
         &json!({}),
     )
     .await
     .problem(403, "forbidden");
-    post(
-        &app,
+    app.post_json(
         "/v1/policies/deposit/versions/9/activate",
         &approver,
         &json!({}),
     )
     .await
     .problem(404, "not_found");
-    let ok = post(
-        &app,
-        "/v1/policies/deposit/versions/2/activate",
-        &approver,
-        &json!({}),
-    )
-    .await;
+    let ok = app
+        .post_json(
+            "/v1/policies/deposit/versions/2/activate",
+            &approver,
+            &json!({}),
+        )
+        .await;
     assert_eq!(ok.status, 200, "{}", ok.text);
     assert_eq!(ok.body["activated_by"], "bob");
-    let again = post(
-        &app,
-        "/v1/policies/deposit/versions/2/activate",
-        &approver,
-        &json!({}),
-    )
-    .await;
+    let again = app
+        .post_json(
+            "/v1/policies/deposit/versions/2/activate",
+            &approver,
+            &json!({}),
+        )
+        .await;
     again.problem(409, "conflict");
 
     let detail = app.get("/v1/policies/deposit", &author).await;
@@ -244,13 +236,13 @@ async fn evaluate_decides_and_records_nothing(backend: Backend) {
     app.put_json("/v1/clients/C-1", &token, &client_body("EUR", "50000.00"))
         .await;
     let before = app.get("/v1/audit/verify", &token).await.body["records"].clone();
-    let answer = post(
-        &app,
-        "/v1/policies/evaluate",
-        &token,
-        &request("C-1", "1000.00", 30),
-    )
-    .await;
+    let answer = app
+        .post_json(
+            "/v1/policies/evaluate",
+            &token,
+            &request("C-1", "1000.00", 30),
+        )
+        .await;
     assert_eq!(answer.status, 200, "{}", answer.text);
     let outcome = answer.body["outcome"].as_str().unwrap();
     assert!(["approved", "conditional", "review", "declined"].contains(&outcome));
@@ -278,8 +270,7 @@ async fn evaluate_decides_and_records_nothing(backend: Backend) {
     );
 
     // Unknown client, prospect, currency mismatch, bad input.
-    post(
-        &app,
+    app.post_json(
         "/v1/policies/evaluate",
         &token,
         &request("NOPE", "10.00", 30),
@@ -288,7 +279,9 @@ async fn evaluate_decides_and_records_nothing(backend: Backend) {
     .problem(404, "unknown_client");
     let mut prospect = request("NEW-1", "800.00", 30);
     prospect["request"]["prospect"] = json!({"name": "Nouvelle SARL", "country": "FR"});
-    let answer = post(&app, "/v1/policies/evaluate", &token, &prospect).await;
+    let answer = app
+        .post_json("/v1/policies/evaluate", &token, &prospect)
+        .await;
     assert_eq!(answer.status, 200, "{}", answer.text);
     assert!(
         answer.body["deposit"]["percent"].as_str().is_some(),
@@ -300,12 +293,12 @@ async fn evaluate_decides_and_records_nothing(backend: Backend) {
         .problem(404, "not_found");
     let mut usd = request("C-1", "10.00", 30);
     usd["request"]["currency"] = json!("USD");
-    post(&app, "/v1/policies/evaluate", &token, &usd)
+    app.post_json("/v1/policies/evaluate", &token, &usd)
         .await
         .problem(422, "currency_mismatch");
     let mut bad = request("C-1", "-3", 400);
     bad["request"]["channel"] = json!("fax");
-    post(&app, "/v1/policies/evaluate", &token, &bad)
+    app.post_json("/v1/policies/evaluate", &token, &bad)
         .await
         .problem(422, "validation_failed");
 }
@@ -348,13 +341,13 @@ async fn hostile_policies_fail_safe(backend: Backend) {
     ];
     for (i, source) in hostile.into_iter().enumerate() {
         force_activate(&app, "terms", 100 + i as i32, source).await;
-        let answer = post(
-            &app,
-            "/v1/policies/evaluate",
-            &token,
-            &request("C-1", "1000.00", 30),
-        )
-        .await;
+        let answer = app
+            .post_json(
+                "/v1/policies/evaluate",
+                &token,
+                &request("C-1", "1000.00", 30),
+            )
+            .await;
         assert_eq!(answer.status, 200, "{source}: {}", answer.text);
         assert_eq!(answer.body["outcome"], "review", "{source}");
         let reasons = answer.body["reasons"].as_array().unwrap();
@@ -379,13 +372,13 @@ async fn hostile_policies_fail_safe(backend: Backend) {
         assert_eq!(app.call("GET", "/healthz", None, None).await.status, 200);
     }
     // Back on version 1, the same request is decided normally.
-    let answer = post(
-        &app,
-        "/v1/policies/evaluate",
-        &token,
-        &request("C-1", "1000.00", 30),
-    )
-    .await;
+    let answer = app
+        .post_json(
+            "/v1/policies/evaluate",
+            &token,
+            &request("C-1", "1000.00", 30),
+        )
+        .await;
     assert!(
         answer.body["reasons"]
             .as_array()
@@ -408,35 +401,33 @@ async fn activation_reaches_another_process(backend: Backend) {
     let token = a.token_for("alice", ALL);
     a.put_json("/v1/clients/C-1", &token, &client_body("EUR", "50000.00"))
         .await;
-    let before = post(
-        &b,
-        "/v1/policies/evaluate",
-        &b.token(ALL),
-        &request("C-1", "10.00", 30),
-    )
-    .await;
+    let before = b
+        .post_json(
+            "/v1/policies/evaluate",
+            &b.token(ALL),
+            &request("C-1", "10.00", 30),
+        )
+        .await;
     assert_eq!(before.status, 200, "{}", before.text);
     let (source, tests) = deposit_source(&a).await;
     let body = json!({"source": format!("// v2\n{source}"), "description": "v2", "tests": tests});
-    let created = post(&a, "/v1/policies/deposit/versions", &token, &body).await;
+    let created = a
+        .post_json("/v1/policies/deposit/versions", &token, &body)
+        .await;
     assert_eq!(created.status, 201, "{}", created.text);
     let bob = a.token_for("bob", ALL);
-    let activated = post(
-        &a,
-        "/v1/policies/deposit/versions/2/activate",
-        &bob,
-        &json!({}),
-    )
-    .await;
+    let activated = a
+        .post_json("/v1/policies/deposit/versions/2/activate", &bob, &json!({}))
+        .await;
     assert_eq!(activated.status, 200, "{}", activated.text);
     // Process B had the old set cached; its very next evaluation uses version 2.
-    let after = post(
-        &b,
-        "/v1/policies/evaluate",
-        &b.token(ALL),
-        &request("C-1", "10.00", 30),
-    )
-    .await;
+    let after = b
+        .post_json(
+            "/v1/policies/evaluate",
+            &b.token(ALL),
+            &request("C-1", "10.00", 30),
+        )
+        .await;
     let deposit = after.body["policies"]
         .as_array()
         .unwrap()

@@ -11,7 +11,7 @@ use encours::service::challenge::{Comparison, TermsSummary};
 use serde_json::{Value, json};
 
 use crate::audit::replay::{book, submit_prospect_deposit};
-use crate::decisions::{ALL, decide, given, order, post};
+use crate::decisions::{ALL, decide, given, order};
 use crate::on_both_backends;
 use crate::support::{Answer, Backend, TestApp};
 
@@ -139,7 +139,7 @@ async fn a_stricter_draft_shadows_live_decisions(backend: Backend) {
     let alice = app.token_for("alice", "policies:read policies:write");
     let (head, _) = app.audit_head().await;
 
-    let started = post(&app, &shadow_path(draft), &alice, &json!({})).await;
+    let started = app.post_json(&shadow_path(draft), &alice, &json!({})).await;
     assert_eq!(started.status, 201, "{}", started.text);
     assert_eq!(started.body["policy"], "deposit");
     assert_eq!(started.body["version"], draft);
@@ -149,7 +149,7 @@ async fn a_stricter_draft_shadows_live_decisions(backend: Backend) {
     assert_eq!(started.body["stopped_at"], Value::Null);
     let run = started.body["started_sequence"].as_i64().unwrap();
     assert_eq!(run, head + 1, "the start is the next audit record");
-    post(&app, &shadow_path(draft), &alice, &json!({}))
+    app.post_json(&shadow_path(draft), &alice, &json!({}))
         .await
         .problem(409, "conflict");
 
@@ -206,13 +206,13 @@ async fn a_stricter_draft_shadows_live_decisions(backend: Backend) {
         serde_json::to_value(&expected).unwrap()
     );
     // And the backtest endpoint itself, over the same decisions (all made during the run).
-    let backtested = post(
-        &app,
-        &format!("/v1/policies/deposit/versions/{draft}/backtest"),
-        &alice,
-        &json!({}),
-    )
-    .await;
+    let backtested = app
+        .post_json(
+            &format!("/v1/policies/deposit/versions/{draft}/backtest"),
+            &alice,
+            &json!({}),
+        )
+        .await;
     assert_eq!(backtested.status, 200, "{}", backtested.text);
     assert_eq!(backtested.body["replayed"], DECISIONS);
     assert_eq!(
@@ -257,13 +257,9 @@ async fn a_stricter_draft_shadows_live_decisions(backend: Backend) {
         assert_eq!(d.status, 201, "{}", d.text);
     }
     let stricter = submit_prospect_deposit(&app, 30).await;
-    let second_run = post(
-        &app,
-        &shadow_path(stricter),
-        &alice,
-        &json!({"sample_rate": 1}),
-    )
-    .await;
+    let second_run = app
+        .post_json(&shadow_path(stricter), &alice, &json!({"sample_rate": 1}))
+        .await;
     assert_eq!(second_run.status, 201, "{}", second_run.text);
     let d = decide(&app, &order_number(2, "last")).await;
     assert_eq!(d.status, 201, "{}", d.text);
@@ -318,7 +314,7 @@ async fn refusals(backend: Backend) {
     };
     let writer = app.token("policies:read policies:write");
     let body = json!({});
-    post(&app, &shadow_path(1), &app.token("policies:read"), &body)
+    app.post_json(&shadow_path(1), &app.token("policies:read"), &body)
         .await
         .problem(403, "forbidden");
     app.call(
@@ -332,10 +328,10 @@ async fn refusals(backend: Backend) {
     app.get(&shadow_path(1), &app.token("decisions:read"))
         .await
         .problem(403, "forbidden");
-    post(&app, "/v1/policies/nope/versions/1/shadow", &writer, &body)
+    app.post_json("/v1/policies/nope/versions/1/shadow", &writer, &body)
         .await
         .problem(404, "not_found");
-    post(&app, &shadow_path(99), &writer, &body)
+    app.post_json(&shadow_path(99), &writer, &body)
         .await
         .problem(404, "not_found");
     app.get(&shadow_path(1), &writer)
@@ -344,13 +340,9 @@ async fn refusals(backend: Backend) {
     app.call("DELETE", &shadow_path(1), Some(&writer), None)
         .await
         .problem(404, "not_found");
-    let event_stage = post(
-        &app,
-        "/v1/policies/on_event/versions/1/shadow",
-        &writer,
-        &body,
-    )
-    .await;
+    let event_stage = app
+        .post_json("/v1/policies/on_event/versions/1/shadow", &writer, &body)
+        .await;
     event_stage.problem(422, "validation_failed");
     assert_eq!(event_stage.fields(), ["name"]);
     for bad in [
@@ -358,12 +350,12 @@ async fn refusals(backend: Backend) {
         json!({"sample_rate": 1.5}),
         json!({"sample_rate": -0.1}),
     ] {
-        let refused = post(&app, &shadow_path(1), &writer, &bad).await;
+        let refused = app.post_json(&shadow_path(1), &writer, &bad).await;
         refused.problem(422, "validation_failed");
         assert_eq!(refused.fields(), ["sample_rate"], "{bad}");
     }
     for bad in [json!({"sample_rate": "half"}), json!({"rate": 0.5})] {
-        post(&app, &shadow_path(1), &writer, &bad)
+        app.post_json(&shadow_path(1), &writer, &bad)
             .await
             .problem(422, "validation_failed");
     }
@@ -371,10 +363,12 @@ async fn refusals(backend: Backend) {
         .await
         .problem(422, "validation_failed");
     // Shadowing the active version itself is allowed and changes nothing; one run at a time.
-    let started = post(&app, &shadow_path(1), &writer, &json!({"sample_rate": 0.5})).await;
+    let started = app
+        .post_json(&shadow_path(1), &writer, &json!({"sample_rate": 0.5}))
+        .await;
     assert_eq!(started.status, 201, "{}", started.text);
     assert_eq!(started.body["sample_rate"], 0.5);
-    post(&app, &shadow_path(1), &writer, &body)
+    app.post_json(&shadow_path(1), &writer, &body)
         .await
         .problem(409, "conflict");
 }
@@ -396,7 +390,7 @@ async fn every_process_contributes(backend: Backend) {
     }
     let draft = submit_prospect_deposit(&a, 25).await;
     let alice = a.token_for("alice", "policies:read policies:write");
-    let started = post(&a, &shadow_path(draft), &alice, &json!({})).await;
+    let started = a.post_json(&shadow_path(draft), &alice, &json!({})).await;
     assert_eq!(started.status, 201, "{}", started.text);
     let run = started.body["started_sequence"].as_i64().unwrap();
     assert_eq!(

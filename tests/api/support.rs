@@ -278,8 +278,16 @@ impl TestApp {
     }
 
     pub async fn put_json(&self, path: &str, token: &str, body: &Value) -> Answer {
+        self.send_json("PUT", path, token, body).await
+    }
+
+    pub async fn post_json(&self, path: &str, token: &str, body: &Value) -> Answer {
+        self.send_json("POST", path, token, body).await
+    }
+
+    async fn send_json(&self, method: &str, path: &str, token: &str, body: &Value) -> Answer {
         self.call(
-            "PUT",
+            method,
             path,
             Some(token),
             Some(("application/json", body.to_string().into_bytes())),

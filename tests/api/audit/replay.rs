@@ -7,7 +7,7 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-use crate::decisions::{ALL, Facts, decide, given, order, post};
+use crate::decisions::{ALL, Facts, decide, given, order};
 use crate::on_both_backends;
 use crate::support::{Backend, TestApp};
 
@@ -94,13 +94,13 @@ pub(crate) fn book() -> Vec<(&'static str, &'static str, Facts)> {
 async fn raise_prospect_deposit(app: &TestApp) {
     let number = draft_deposit(app, "DEPOSIT_PROSPECT = 25", "prospects pay 25 %").await;
     let bob = app.token_for("bob", "policies:activate");
-    let activated = post(
-        app,
-        &format!("/v1/policies/deposit/versions/{number}/activate"),
-        &bob,
-        &json!({}),
-    )
-    .await;
+    let activated = app
+        .post_json(
+            &format!("/v1/policies/deposit/versions/{number}/activate"),
+            &bob,
+            &json!({}),
+        )
+        .await;
     assert_eq!(activated.status, 200, "{}", activated.text);
 }
 
@@ -148,7 +148,9 @@ pub(crate) async fn draft_deposit(app: &TestApp, change: &str, description: &str
     let (source, tests) = active_deposit(app).await;
     let source = source.replace("DEPOSIT_PROSPECT = 20", change);
     let body = json!({"source": source, "description": description, "tests": tests});
-    let created = post(app, "/v1/policies/deposit/versions", &token, &body).await;
+    let created = app
+        .post_json("/v1/policies/deposit/versions", &token, &body)
+        .await;
     assert_eq!(created.status, 201, "{}", created.text);
     created.body["version"].as_i64().unwrap()
 }
@@ -223,13 +225,13 @@ async fn every_decision_replays_identical(backend: Backend) {
         assert_eq!(page.status, 200, "{}", page.text);
         for record in page.body["items"].as_array().unwrap() {
             let seq = record["sequence"].as_i64().unwrap();
-            let replay = post(
-                &app,
-                &format!("/v1/audit/records/{seq}/replay"),
-                &token,
-                &json!({}),
-            )
-            .await;
+            let replay = app
+                .post_json(
+                    &format!("/v1/audit/records/{seq}/replay"),
+                    &token,
+                    &json!({}),
+                )
+                .await;
             assert_eq!(replay.status, 200, "{}", replay.text);
             assert_eq!(
                 replay.body["identical"], true,
@@ -273,17 +275,16 @@ async fn only_decisions_replay(backend: Backend) {
     };
     let token = app.token(ALL);
     // Record 1 is the shipped policies' first version, not a decision.
-    post(&app, "/v1/audit/records/1/replay", &token, &json!({}))
+    app.post_json("/v1/audit/records/1/replay", &token, &json!({}))
         .await
         .problem(422, "validation_failed");
-    post(&app, "/v1/audit/records/999999/replay", &token, &json!({}))
+    app.post_json("/v1/audit/records/999999/replay", &token, &json!({}))
         .await
         .problem(404, "not_found");
-    post(&app, "/v1/audit/records/abc/replay", &token, &json!({}))
+    app.post_json("/v1/audit/records/abc/replay", &token, &json!({}))
         .await
         .problem(422, "validation_failed");
-    post(
-        &app,
+    app.post_json(
         "/v1/audit/records/1/replay",
         &app.token("decisions:read"),
         &json!({}),

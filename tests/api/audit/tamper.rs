@@ -142,13 +142,13 @@ async fn locate(backend: Backend, tamper: Tamper) {
 
     if let Tamper::EditAmount = tamper {
         // The edited record no longer replays as recorded: the replay names the field.
-        let replay = crate::decisions::post(
-            &app,
-            &format!("/v1/audit/records/{third}/replay"),
-            &token,
-            &serde_json::json!({}),
-        )
-        .await;
+        let replay = app
+            .post_json(
+                &format!("/v1/audit/records/{third}/replay"),
+                &token,
+                &serde_json::json!({}),
+            )
+            .await;
         assert_eq!(replay.status, 200, "{}", replay.text);
         assert_eq!(replay.body["identical"], false, "{}", replay.text);
         let paths: Vec<&str> = replay.body["differences"]

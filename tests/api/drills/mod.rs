@@ -232,7 +232,7 @@ async fn set_up(app: &TestApp) {
             {"event_id": format!("{client}-score"), "client_id": client, "type": "external_score_updated",
              "occurred_at": "2026-11-01T09:00:00Z", "provider": "Ellisphere", "score": 82,
              "as_of": "2026-11-01"}]});
-        let answer = crate::decisions::post(app, "/v1/events", &token, &facts).await;
+        let answer = app.post_json("/v1/events", &token, &facts).await;
         assert_eq!(answer.status, 200, "{}", answer.text);
     }
 }
