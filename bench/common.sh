@@ -126,4 +126,5 @@ server_alive() {
 server_ticks() { awk '{ print $14 + $15 }' "/proc/$SERVER_PID/stat"; }
 # The bytes the server has written to storage so far (log, database and checkpoints alike):
 # disk written per request for each phase, which a wall-clock rate on a shared machine hides.
-server_written() { awk '/^write_bytes:/ { print $2 }' "/proc/$SERVER_PID/io"; }
+# 0 where the kernel does not let us read it (the summary then shows 0).
+server_written() { awk '/^write_bytes:/ { print $2 }' "/proc/$SERVER_PID/io" 2>/dev/null || echo 0; }
