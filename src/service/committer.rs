@@ -165,10 +165,24 @@ fn run(
         let span = tracing::debug_span!("decision_batch", size);
         let _entered = span.enter();
         let started = Instant::now();
-        commit_batch(batch, store, registry, ttl, shadow);
+        let answers = commit_batch(batch, store, registry, ttl);
+        // Counted before anyone is answered: a caller that reads `/metrics` after its answer
+        // finds its decision there.
         stats.record(size, started);
+        for (reply, mut result) in answers {
+            // Durable now: the shadow runs may see it (never waited for).
+            if let Ok(decided) = &mut result {
+                shadow.hand_off(decided);
+            }
+            // A caller that went away (timeout, disconnect) still has its decision stored;
+            // its retry with the same request_id gets it.
+            let _ = reply.send(result);
+        }
     });
 }
+
+/// A caller's reply channel and what to send it.
+type Answer = (Reply, Result<Decided, ServiceError>);
 
 /// Takes every job waiting (up to `MAX_BATCH`) and hands them to `commit` together, until the
 /// last handle is dropped. A panic in `commit` (a bug) fails that batch alone: its callers'
@@ -194,13 +208,13 @@ fn serve<J>(mut jobs: mpsc::Receiver<J>, mut commit: impl FnMut(Vec<J>)) {
     }
 }
 
+/// Writes a batch; what each caller is to be answered, in order.
 fn commit_batch(
     batch: Vec<Job>,
     store: &Store,
     registry: &PolicyRegistry,
     ttl: Duration,
-    shadow: &ShadowFeed,
-) {
+) -> Vec<Answer> {
     let mut conn = match store.get() {
         Ok(conn) => conn,
         Err(e) => {
@@ -218,17 +232,7 @@ fn commit_batch(
         other => other,
     };
     match outcome {
-        Ok(results) => {
-            for (reply, mut result) in replies.into_iter().zip(results) {
-                // Durable now: the shadow runs may see it (never waited for).
-                if let Ok(decided) = &mut result {
-                    shadow.hand_off(decided);
-                }
-                // A caller that went away (timeout, disconnect) still has its decision stored;
-                // its retry with the same request_id gets it.
-                let _ = reply.send(result);
-            }
-        }
+        Ok(results) => replies.into_iter().zip(results).collect(),
         Err(Failed::Batch(e)) => fail_all(replies, &e),
         Err(Failed::Decision) => fail_all(
             replies,
@@ -326,11 +330,12 @@ fn commit_one(
 }
 
 /// The commit failed: nothing of the batch was written, every caller gets the error.
-fn fail_all(replies: Vec<Reply>, error: &ServiceError) {
+fn fail_all(replies: Vec<Reply>, error: &ServiceError) -> Vec<Answer> {
     tracing::warn!(error = %error, decisions = replies.len(), "decision batch not committed");
-    for reply in replies {
-        let _ = reply.send(Err(error.for_another_caller()));
-    }
+    replies
+        .into_iter()
+        .map(|reply| (reply, Err(error.for_another_caller())))
+        .collect()
 }
 
 #[cfg(test)]
