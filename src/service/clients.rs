@@ -8,7 +8,7 @@ use super::ServiceError;
 use crate::audit::{self, AuditRef, Entry};
 use crate::domain::{Client, ClientId, ClientProfile, ClientStatus, RiskBand};
 use crate::store::clients::{self as table, ClientQuery};
-use crate::store::{Store, write_tx_retrying};
+use crate::store::{Store, read_snapshot, write_tx_retrying};
 
 /// The result of a `PUT`: the client as stored, whether it was new, and the audit record
 /// of the change (none when the body changed nothing).
@@ -87,7 +87,11 @@ pub async fn upsert(
 
 pub async fn get(store: &Store, id: ClientId) -> Result<Client, ServiceError> {
     store
-        .run(move |conn| table::find(conn, &id)?.ok_or_else(|| not_found(&id)))
+        .run(move |conn| {
+            read_snapshot(conn, |conn| {
+                table::find(conn, &id)?.ok_or_else(|| not_found(&id))
+            })
+        })
         .await
 }
 
@@ -105,7 +109,9 @@ pub async fn list(
         after,
         limit,
     };
-    store.run(move |conn| Ok(table::list(conn, &query)?)).await
+    store
+        .run(move |conn| read_snapshot(conn, |conn| Ok(table::list(conn, &query)?)))
+        .await
 }
 
 fn not_found(id: &ClientId) -> ServiceError {

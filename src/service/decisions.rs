@@ -23,7 +23,7 @@ use crate::store::clients::{self as client_table, Stamp};
 use crate::store::decisions::{self as table, DecisionRow, ResolutionRow};
 use crate::store::ledgers::{self, Reviewed};
 use crate::store::reservations::{self, ReservationRow};
-use crate::store::{AnyConnection, Store, write_tx_retrying};
+use crate::store::{AnyConnection, Store, read_snapshot, write_tx_retrying};
 
 /// A decision and whether it was made now (201) or is the answer to a retry (200).
 #[derive(Debug)]
@@ -54,13 +54,15 @@ pub async fn decide(
     let turn = writer.drafting().await?;
     let prepared = store
         .run(move |conn| {
-            if let Some(row) = table::by_request_id(conn, &asked.request.request_id)? {
-                return replay(row, &asked.sha).map(|d| Prepared::Answered(Box::new(d)));
-            }
-            let now = Utc::now().trunc_subsecs(6);
-            let (client, stamp) = stamped_client_for(conn, &asked.request, now)?;
-            draft(conn, &registry, ttl, asked, client, now, stamp)
-                .map(|d| Prepared::Draft(Box::new(d)))
+            read_snapshot(conn, |conn| {
+                if let Some(row) = table::by_request_id(conn, &asked.request.request_id)? {
+                    return replay(row, &asked.sha).map(|d| Prepared::Answered(Box::new(d)));
+                }
+                let now = Utc::now().trunc_subsecs(6);
+                let (client, stamp) = stamped_client_for(conn, &asked.request, now)?;
+                draft(conn, &registry, ttl, asked, client, now, stamp)
+                    .map(|d| Prepared::Draft(Box::new(d)))
+            })
         })
         .await?;
     drop(turn);
@@ -491,13 +493,15 @@ pub struct DecisionRecord {
 pub async fn get(store: &Store, id: String) -> Result<DecisionRecord, ServiceError> {
     store
         .run(move |conn| {
-            let row = table::get(conn, &id)?.ok_or_else(|| ServiceError::NotFound {
-                what: format!("decision `{id}`"),
-            })?;
-            let resolution = table::resolutions_for(conn, &[id.as_str()])?;
-            Ok(DecisionRecord {
-                decision: parse_answer(&row)?,
-                resolved_by: resolution.get(&id).map(|r| r.resolution_id.clone()),
+            read_snapshot(conn, |conn| {
+                let row = table::get(conn, &id)?.ok_or_else(|| ServiceError::NotFound {
+                    what: format!("decision `{id}`"),
+                })?;
+                let resolution = table::resolutions_for(conn, &[id.as_str()])?;
+                Ok(DecisionRecord {
+                    decision: parse_answer(&row)?,
+                    resolved_by: resolution.get(&id).map(|r| r.resolution_id.clone()),
+                })
             })
         })
         .await
@@ -509,19 +513,21 @@ pub async fn list(
 ) -> Result<Vec<DecisionRecord>, ServiceError> {
     store
         .run(move |conn| {
-            let rows = table::list(conn, &query)?;
-            let ids: Vec<&str> = rows.iter().map(|r| r.decision_id.as_str()).collect();
-            let resolutions = table::resolutions_for(conn, &ids)?;
-            rows.iter()
-                .map(|row| {
-                    Ok(DecisionRecord {
-                        decision: parse_answer(row)?,
-                        resolved_by: resolutions
-                            .get(&row.decision_id)
-                            .map(|r| r.resolution_id.clone()),
+            read_snapshot(conn, |conn| {
+                let rows = table::list(conn, &query)?;
+                let ids: Vec<&str> = rows.iter().map(|r| r.decision_id.as_str()).collect();
+                let resolutions = table::resolutions_for(conn, &ids)?;
+                rows.iter()
+                    .map(|row| {
+                        Ok(DecisionRecord {
+                            decision: parse_answer(row)?,
+                            resolved_by: resolutions
+                                .get(&row.decision_id)
+                                .map(|r| r.resolution_id.clone()),
+                        })
                     })
-                })
-                .collect()
+                    .collect()
+            })
         })
         .await
 }

@@ -12,7 +12,7 @@ use super::policies::PolicyRegistry;
 use crate::domain::{Client, ClientView, CreditRequest};
 use crate::policy::{Baseline, PipelineResult, PolicyInput, Stage, Trigger};
 use crate::store::clients::{self as client_table, Stamp};
-use crate::store::{AnyConnection, Store};
+use crate::store::{AnyConnection, Store, read_snapshot};
 
 /// A policy version that took part in a decision.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
@@ -144,23 +144,25 @@ pub async fn evaluate(
 ) -> Result<Evaluation, ServiceError> {
     store
         .run(move |conn| {
-            let (client, _) = client_for(conn, &request, Utc::now(), Read::Unlocked)?;
-            let active = registry.active(conn)?;
-            let mut stages = active.stages(Trigger::CreditRequest).to_vec();
-            for (name, number) in &versions {
-                let row = super::policies::stored_version(conn, name, *number)?;
-                let stage = registry.stage(&row)?;
-                match stages.iter_mut().find(|s| &s.name == name) {
-                    Some(slot) => *slot = stage,
-                    None => {
-                        return Err(ServiceError::invalid(
-                            "versions",
-                            format!("`{name}` is not a stage of the credit_request pipeline"),
-                        ));
+            read_snapshot(conn, |conn| {
+                let (client, _) = client_for(conn, &request, Utc::now(), Read::Unlocked)?;
+                let active = registry.active(conn)?;
+                let mut stages = active.stages(Trigger::CreditRequest).to_vec();
+                for (name, number) in &versions {
+                    let row = super::policies::stored_version(conn, name, *number)?;
+                    let stage = registry.stage(&row)?;
+                    match stages.iter_mut().find(|s| &s.name == name) {
+                        Some(slot) => *slot = stage,
+                        None => {
+                            return Err(ServiceError::invalid(
+                                "versions",
+                                format!("`{name}` is not a stage of the credit_request pipeline"),
+                            ));
+                        }
                     }
                 }
-            }
-            run_pipeline(&registry, &stages, &request, client)
+                run_pipeline(&registry, &stages, &request, client)
+            })
         })
         .await
 }

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 
 use super::ServiceError;
 use crate::domain::{Client, RiskBand, format_minor};
-use crate::store::{AnyConnection, Store, clients, invoices};
+use crate::store::{AnyConnection, Store, clients, invoices, read_snapshot};
 
 /// Days of credit sales DSO is measured over.
 pub const DSO_PERIOD_DAYS: i64 = 90;
@@ -114,7 +114,11 @@ pub fn decisions_last_30_days(
 
 pub async fn portfolio(store: &Store, currency: Option<String>) -> Result<Portfolio, ServiceError> {
     store
-        .run(move |conn| build(conn, currency.as_deref(), Utc::now().trunc_subsecs(6)))
+        .run(move |conn| {
+            read_snapshot(conn, |conn| {
+                build(conn, currency.as_deref(), Utc::now().trunc_subsecs(6))
+            })
+        })
         .await
 }
 

@@ -326,6 +326,33 @@ impl Conflict for StoreError {
     }
 }
 
+/// Runs `f`'s reads in one read transaction on SQLite: one snapshot for all of them, and one
+/// page cache. In WAL mode a connection empties its page cache at the start of every read
+/// transaction that follows a commit by anyone, so each statement outside a transaction read
+/// its b-trees again from their roots. On PostgreSQL `f` runs as before, statement by statement
+/// (a transaction there would add two round trips and, read committed, no common snapshot).
+pub fn read_snapshot<T, E>(
+    conn: &mut AnyConnection,
+    f: impl FnOnce(&mut AnyConnection) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<StoreError>,
+{
+    let AnyConnection::Sqlite(c) = conn else {
+        return f(conn);
+    };
+    AnsiTransactionManager::begin_transaction_sql(c, "BEGIN DEFERRED")
+        .map_err(|e| E::from(classify(e)))?;
+    let result = f(conn);
+    // Nothing was written: ending the transaction either way only releases the snapshot.
+    let ended = <AnyConnection as Connection>::TransactionManager::commit_transaction(conn);
+    match (result, ended) {
+        (Ok(value), Ok(())) => Ok(value),
+        (Err(err), _) => Err(err),
+        (Ok(_), Err(e)) => Err(E::from(classify(e))),
+    }
+}
+
 /// [`write_tx`], run again (up to three times in all) when it fails on a conflict: two
 /// callers creating the same row at once both succeed, one as a create, one as an update.
 pub fn write_tx_retrying<T, E>(
@@ -454,4 +481,57 @@ pub fn migrations_current(conn: &mut AnyConnection) -> Result<bool, StoreError> 
     pending
         .map(|p| !p)
         .map_err(|e| StoreError::Migration(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+
+    /// A read snapshot sees one state of the database: a commit by another connection in the
+    /// middle of it is not seen until the next one.
+    #[test]
+    fn a_read_snapshot_does_not_see_a_commit_made_during_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = Settings {
+            database_url: dir.path().join("encours.db").display().to_string(),
+            ..Settings::default()
+        };
+        let store = Store::connect(&settings).unwrap();
+        let count = |conn: &mut AnyConnection| -> Result<i64, StoreError> {
+            #[derive(QueryableByName)]
+            struct Count {
+                #[diesel(sql_type = diesel::sql_types::BigInt)]
+                n: i64,
+            }
+            let row: Count = diesel::sql_query("SELECT count(*) AS n FROM t")
+                .get_result(conn)
+                .map_err(classify)?;
+            Ok(row.n)
+        };
+        let insert = |conn: &mut AnyConnection| {
+            diesel::sql_query("INSERT INTO t (x) VALUES (1)")
+                .execute(conn)
+                .map_err(classify)
+        };
+        let mut reader = store.get().unwrap();
+        let mut writer = store.get().unwrap();
+        diesel::sql_query("CREATE TABLE t (x INTEGER)")
+            .execute(&mut *writer)
+            .unwrap();
+        insert(&mut writer).unwrap();
+
+        let (before, during) = read_snapshot(&mut reader, |conn| {
+            let before = count(conn)?;
+            write_tx(&mut writer, |c| insert(c).map(drop))?;
+            Ok::<_, StoreError>((before, count(conn)?))
+        })
+        .unwrap();
+        assert_eq!((before, during), (1, 1));
+        assert_eq!(
+            count(&mut reader).unwrap(),
+            2,
+            "the next read sees the commit"
+        );
+    }
 }

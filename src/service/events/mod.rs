@@ -150,18 +150,20 @@ pub async fn list(
 ) -> Result<Vec<crate::store::events::EventRow>, ServiceError> {
     store
         .run(move |conn| {
-            if !crate::store::ledgers::exists(conn, id.as_str())? {
-                return Err(ServiceError::NotFound {
-                    what: format!("client `{id}`"),
-                });
-            }
-            Ok(crate::store::events::page(
-                conn,
-                id.as_str(),
-                &types,
-                before,
-                limit,
-            )?)
+            crate::store::read_snapshot(conn, |conn| {
+                if !crate::store::ledgers::exists(conn, id.as_str())? {
+                    return Err(ServiceError::NotFound {
+                        what: format!("client `{id}`"),
+                    });
+                }
+                Ok(crate::store::events::page(
+                    conn,
+                    id.as_str(),
+                    &types,
+                    before,
+                    limit,
+                )?)
+            })
         })
         .await
 }
