@@ -197,20 +197,13 @@ pub fn replay_page(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Settings;
     use crate::store::write_tx;
 
     /// A panic inside the event writer's transaction must not leave SQLite's write lock held:
     /// any other connection can write at once, and the next batch gets a working writer.
     #[test]
     fn a_panic_in_a_batch_releases_the_write_lock() {
-        let dir = tempfile::tempdir().unwrap();
-        let settings = Settings {
-            database_url: dir.path().join("encours.db").display().to_string(),
-            sqlite_busy_timeout_ms: 50,
-            ..Settings::default()
-        };
-        let store = Store::connect(&settings).unwrap();
+        let (store, _dir) = crate::store::temp_sqlite_store(|s| s.sqlite_busy_timeout_ms = 50);
         let in_tx = |conn: &mut AnyConnection| {
             write_tx(conn, |conn| {
                 diesel::sql_query("CREATE TABLE IF NOT EXISTS t (x INTEGER)").execute(conn)?;

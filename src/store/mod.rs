@@ -483,21 +483,29 @@ pub fn migrations_current(conn: &mut AnyConnection) -> Result<bool, StoreError> 
         .map_err(|e| StoreError::Migration(e.to_string()))
 }
 
+/// A store on a fresh SQLite file for the store's own tests; the directory goes with the guard.
+#[cfg(test)]
+pub(crate) fn temp_sqlite_store(
+    tweak: impl FnOnce(&mut crate::config::Settings),
+) -> (Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = crate::config::Settings {
+        database_url: dir.path().join("encours.db").display().to_string(),
+        ..crate::config::Settings::default()
+    };
+    tweak(&mut settings);
+    (Store::connect(&settings).unwrap(), dir)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Settings;
 
     /// A read snapshot sees one state of the database: a commit by another connection in the
     /// middle of it is not seen until the next one.
     #[test]
     fn a_read_snapshot_does_not_see_a_commit_made_during_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let settings = Settings {
-            database_url: dir.path().join("encours.db").display().to_string(),
-            ..Settings::default()
-        };
-        let store = Store::connect(&settings).unwrap();
+        let (store, _dir) = temp_sqlite_store(|_| {});
         let count = |conn: &mut AnyConnection| -> Result<i64, StoreError> {
             #[derive(QueryableByName)]
             struct Count {

@@ -201,9 +201,8 @@ mod tests {
     use diesel::connection::{Instrumentation, InstrumentationEvent};
 
     use super::*;
-    use crate::config::Settings;
     use crate::domain::{ClientId, ClientProfile, ClientStatus, Country, Currency, Money};
-    use crate::store::{Store, clients, migrate};
+    use crate::store::{clients, migrate};
 
     /// The statements prepared into the cache, and the SQL of the queries run.
     #[derive(Default)]
@@ -227,12 +226,7 @@ mod tests {
     /// without a bound `LIMIT` (which SQLite would have prepared again at every execution).
     #[test]
     fn the_sqlite_read_is_one_statement_prepared_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let settings = Settings {
-            database_url: dir.path().join("encours.db").display().to_string(),
-            ..Settings::default()
-        };
-        let store = Store::connect(&settings).unwrap();
+        let (store, _dir) = crate::store::temp_sqlite_store(|_| {});
         let mut conn = store.get().unwrap();
         migrate(&mut conn).unwrap();
         let now = Utc::now();
