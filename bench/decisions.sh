@@ -153,7 +153,7 @@ healthz/s (HTTP ceiling)      $(num "$healthz_rate")
 decisions/healthz             $(awk -v d="$max_rate" -v h="$healthz_rate" 'BEGIN { printf "%.1f%%", 100 * d / h }')
 p50 at $RATE/s              $p50 ms
 p99 at $RATE/s              $p99 ms   goal <= 10 ms, floor 20 ms at 2,000/s: $([[ $RATE == 2000 ]] && verdict "$p99" 10 20 lower || echo "not judged at $RATE/s")
-disk written a decision       $(awk -v b="${WRITTEN[max]}" -v n="$(j .answered max)" 'BEGIN { printf "%.1f KB", b / 1024 / n }') in the closed loop (the server's write_bytes: log, database, checkpoints)
+disk written a decision       $(awk -v b="${WRITTEN[max]}" -v n="$(j .answered max)" 'BEGIN { printf "%.1f KB", (n > 0 ? b / 1024 / n : 0) }') in the closed loop (the server's write_bytes: log, database, checkpoints)
 audit                         verify ok, $records records >= $decided decisions answered 201 + $CLIENTS clients; $rows decision rows
 EOF
 if [[ $(j .saturated rate) == true ]]; then

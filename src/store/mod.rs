@@ -326,11 +326,12 @@ impl Conflict for StoreError {
     }
 }
 
-/// Runs `f`'s reads in one read transaction on SQLite: one snapshot for all of them, and one
-/// page cache. In WAL mode a connection empties its page cache at the start of every read
-/// transaction that follows a commit by anyone, so each statement outside a transaction read
-/// its b-trees again from their roots. On PostgreSQL `f` runs as before, statement by statement
-/// (a transaction there would add two round trips and, read committed, no common snapshot).
+/// Runs `f`'s reads in one read transaction on SQLite, so that they all see one state of the
+/// database (a client's version and its live state, a portfolio's totals), whatever commits
+/// meanwhile; they also share one page cache, which SQLite empties at each new read
+/// transaction after a commit (timed: within the noise, docs/benchmarks.md, thirteenth round).
+/// On PostgreSQL `f` runs as before, statement by statement: a transaction there would add two
+/// round trips and, read committed, give no common snapshot.
 pub fn read_snapshot<T, E>(
     conn: &mut AnyConnection,
     f: impl FnOnce(&mut AnyConnection) -> Result<T, E>,

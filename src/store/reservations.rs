@@ -279,6 +279,5 @@ mod tests {
         let (prepared, queries) = &*seen.lock().unwrap();
         assert_eq!((*prepared, queries.len()), (1, 4), "{queries:#?}");
         assert!(!queries[0].contains("LIMIT"), "{}", queries[0]);
-        println!("{}", queries[0]);
     }
 }
