@@ -16,7 +16,7 @@ use crate::AppState;
 use crate::domain::ClientId;
 use crate::service::answer::CreditDecision;
 use crate::service::decisions::{self as service, DecisionRecord, Resolution};
-use crate::store::decisions::DecisionQuery;
+use crate::store::decisions::{DecisionQuery, Listing};
 
 fn ttl(state: &AppState) -> Duration {
     Duration::seconds(i64::try_from(state.settings.reservation_ttl_secs).unwrap_or(i64::MAX / 2))
@@ -118,6 +118,8 @@ pub struct ListQuery {
     /// 1..500, default 50.
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
+    /// The `next_cursor` of the previous page of the same list (with or without `client_id`:
+    /// the two lists page differently and refuse each other's cursors).
     pub cursor: Option<String>,
 }
 
@@ -127,7 +129,8 @@ pub struct DecisionPage {
     pub next_cursor: Option<String>,
 }
 
-/// Decisions, newest first; `outcome=review&resolved=false` is the review queue.
+/// Decisions, newest first: by decision time, or for one `client_id` in the order the audit
+/// log recorded them. `outcome=review&resolved=false` is the review queue.
 #[utoipa::path(
     get, path = "/v1/credit-decisions", tag = "decisions",
     params(ListQuery),
@@ -155,24 +158,41 @@ pub async fn list_decisions(
         );
     }
     let limit = cursor::limit(q.limit, &mut p);
-    let after = q
-        .cursor
-        .as_deref()
-        .and_then(|c| p.check("cursor", cursor::decode(c)))
-        .map(|(t, id)| (t.naive_utc(), id));
+    // A client's decisions come in the order the audit log recorded them, paged by
+    // sequence; every decision by decision time, paged by (time, id).
+    let listing = match client_id {
+        Some(client_id) => Listing::Client {
+            client_id,
+            after: q
+                .cursor
+                .as_deref()
+                .and_then(|c| p.check("cursor", cursor::decode_sequence(c))),
+        },
+        None => Listing::All {
+            after: q
+                .cursor
+                .as_deref()
+                .and_then(|c| p.check("cursor", cursor::decode(c)))
+                .map(|(t, id)| (t.naive_utc(), id)),
+        },
+    };
     p.finish()?;
+    let by_sequence = matches!(listing, Listing::Client { .. });
     let query = DecisionQuery {
-        client_id,
+        listing,
         outcome: q.outcome,
         resolved: q.resolved,
         from: q.from.map(|t| t.naive_utc()),
         to: q.to.map(|t| t.naive_utc()),
-        after,
         limit: limit + 1,
     };
     let items = service::list(&state.store, query).await?;
-    let (items, next_cursor) = cursor::page(items, limit, |r| {
-        (r.decision.decided_at, r.decision.decision_id.as_str())
+    let (items, next_cursor) = cursor::page_by(items, limit, |r| {
+        if by_sequence {
+            cursor::encode_sequence(r.decision.audit.sequence)
+        } else {
+            cursor::encode(r.decision.decided_at, &r.decision.decision_id)
+        }
     });
     Ok(web::Json(DecisionPage {
         items: items.into_iter().map(DecisionView::from).collect(),

@@ -186,7 +186,7 @@ diesel::table! {
         resolved_at -> Timestamp,
     }
 }
-diesel::allow_tables_to_appear_in_same_query!(decisions, review_resolutions);
+diesel::allow_tables_to_appear_in_same_query!(audit_records, decisions, review_resolutions);
 
 diesel::table! {
     invoices (client_id, invoice_id) {

@@ -642,6 +642,112 @@ async fn expired_reservations_are_not_counted(backend: Backend) {
     assert!(app.sql("DELETE FROM decisions").await.is_err());
 }
 
+/// A client's decisions are listed through the audit log (no index of their own): exactly
+/// that client's, resolutions included, the last recorded first, paged by a cursor that
+/// only a client's list takes.
+async fn a_clients_decisions_page_in_the_order_recorded(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let manager = app.token_for("credit-manager", ALL);
+    for client in ["C-1", "C-2"] {
+        given(&app, client, "500000.00", Facts::good()).await;
+    }
+    let mut mine = Vec::new();
+    for i in 0..5 {
+        for client in ["C-1", "C-2"] {
+            let d = decide(
+                &app,
+                &order(&format!("r-{client}-{i}"), client, "100.00", 30),
+            )
+            .await;
+            assert_eq!(d.status, 201, "{}", d.text);
+            if client == "C-1" {
+                mine.push(d.body["decision_id"].as_str().unwrap().to_owned());
+            }
+        }
+    }
+    let referred = decide(&app, &order("r-big", "C-1", "150000.00", 30)).await;
+    assert_eq!(referred.body["outcome"], "review", "{}", referred.text);
+    let referred_id = referred.body["decision_id"].as_str().unwrap().to_owned();
+    mine.push(referred_id.clone());
+    let resolved = app
+        .post_json(
+            &format!("/v1/credit-decisions/{referred_id}/resolution"),
+            &manager,
+            &json!({"outcome": "declined", "comment": "no"}),
+        )
+        .await;
+    assert_eq!(resolved.status, 201, "{}", resolved.text);
+    mine.push(resolved.body["decision_id"].as_str().unwrap().to_owned());
+    mine.reverse();
+
+    let mut listed = Vec::new();
+    let mut path = "/v1/credit-decisions?client_id=C-1&limit=3".to_owned();
+    loop {
+        let page = app.get(&path, &manager).await;
+        assert_eq!(page.status, 200, "{}", page.text);
+        for item in page.body["items"].as_array().unwrap() {
+            assert_eq!(item["client_id"], "C-1");
+            listed.push(item["decision_id"].as_str().unwrap().to_owned());
+        }
+        match page.body["next_cursor"].as_str() {
+            Some(next) => {
+                path = format!("/v1/credit-decisions?client_id=C-1&limit=3&cursor={next}")
+            }
+            None => break,
+        }
+    }
+    assert_eq!(listed, mine, "newest recorded first, each once");
+
+    let reviews = app
+        .get(
+            "/v1/credit-decisions?client_id=C-1&outcome=review",
+            &manager,
+        )
+        .await;
+    assert_eq!(reviews.body["items"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        reviews.body["items"][0]["decision_id"],
+        referred_id.as_str()
+    );
+    assert_eq!(
+        reviews.body["items"][0]["resolved_by"],
+        resolved.body["decision_id"]
+    );
+    let waiting = app
+        .get(
+            "/v1/credit-decisions?client_id=C-1&outcome=review&resolved=false",
+            &manager,
+        )
+        .await;
+    assert_eq!(waiting.body["items"], json!([]));
+
+    // The two lists' cursors are not interchangeable: refused, never misread.
+    let all = app.get("/v1/credit-decisions?limit=1", &manager).await;
+    let time_cursor = all.body["next_cursor"].as_str().unwrap().to_owned();
+    let refused = app
+        .get(
+            &format!("/v1/credit-decisions?client_id=C-1&cursor={time_cursor}"),
+            &manager,
+        )
+        .await;
+    refused.problem(422, "validation_failed");
+    assert_eq!(refused.fields(), ["cursor"]);
+    let first = app
+        .get("/v1/credit-decisions?client_id=C-1&limit=1", &manager)
+        .await;
+    let sequence_cursor = first.body["next_cursor"].as_str().unwrap().to_owned();
+    let refused = app
+        .get(
+            &format!("/v1/credit-decisions?cursor={sequence_cursor}"),
+            &manager,
+        )
+        .await;
+    refused.problem(422, "validation_failed");
+    assert_eq!(refused.fields(), ["cursor"]);
+}
+
 /// The client's version, which the decision writer compares with a draft's instead of reading
 /// the client again.
 fn version(app: &TestApp, client: &str) -> i64 {
@@ -739,4 +845,5 @@ on_both_backends!(
     two_processes_on_one_postgres_never_over_commit,
     reviews_are_resolved_once,
     expired_reservations_are_not_counted,
+    a_clients_decisions_page_in_the_order_recorded,
 );
