@@ -4,7 +4,8 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use diesel::prelude::*;
 
 use super::live::{self, ReadTime};
-use super::schema::clients;
+use super::prepared::scalar;
+use super::schema::{client_reserved, clients};
 use super::{AnyConnection, StoreError, classify};
 use crate::domain::{
     Client, ClientId, ClientProfile, ClientStatus, Currency, ExternalScore, Insurance, LegalStatus,
@@ -177,8 +178,10 @@ pub fn find_at(
     Ok(find_stamped_at(conn, id, now)?.map(|(client, _)| client))
 }
 
-/// [`find_at`] with the [`Stamp`] of the read. The version comes with the row, before the
-/// read-time figures: a write between the two reads has bumped it past what was read.
+/// [`find_at`] with the [`Stamp`] of the read. The row's share of the version comes with the
+/// row, before the read-time figures: a write between the two reads has bumped it past what
+/// was read; the reservations' share (SQLite) comes in the same statement as the reserved
+/// credit it counts the changes of.
 pub fn find_stamped_at(
     conn: &mut AnyConnection,
     id: &ClientId,
@@ -191,10 +194,10 @@ pub fn find_stamped_at(
         .optional())
     .map_err(classify)?;
     let Some(row) = row else { return Ok(None) };
-    let (read, changes_at) = live::for_client_until(conn, &row.client_id, now)?;
-    let version = row.version;
+    let (read, changes_at, reservation_changes) =
+        live::for_client_until(conn, &row.client_id, now)?;
     let stamp = Stamp {
-        version,
+        version: row.version + reservation_changes,
         changes_at: changes_at.map(|at| at.and_utc()),
     };
     Ok(Some((row.into_client(&read)?, stamp)))
@@ -202,12 +205,21 @@ pub fn find_stamped_at(
 
 /// The client's version, its row locked until the transaction ends on PostgreSQL (SQLite's
 /// write transaction already holds the database): what the decision writer compares with a
-/// draft's [`Stamp`] instead of reading the client again.
+/// draft's [`Stamp`] instead of reading the client again. On SQLite it is the row's version
+/// plus its reservations' changes, counted apart in `client_reserved` (migration 000014) so
+/// that a decision's reservation does not rewrite the client's row.
 pub fn lock_version(conn: &mut AnyConnection, id: &ClientId) -> Result<Option<i64>, StoreError> {
     let by_id = || clients::table.find(id.as_str()).select(clients::version);
     match conn {
         AnyConnection::Postgres(pg) => by_id().for_update().get_result(pg).optional(),
-        AnyConnection::Sqlite(lite) => by_id().get_result(lite).optional(),
+        AnyConnection::Sqlite(lite) => {
+            let changes = client_reserved::table
+                .find(id.as_str())
+                .select(client_reserved::changes);
+            diesel::select((scalar(by_id()), scalar(changes)))
+                .get_result::<(Option<i64>, Option<i64>)>(lite)
+                .map(|(version, changes)| version.map(|v| v + changes.unwrap_or(0)))
+        }
     }
     .map_err(classify)
 }

@@ -65,21 +65,22 @@ pub fn for_client(
     client_id: &str,
     now: DateTime<Utc>,
 ) -> Result<ReadTime, StoreError> {
-    for_client_until(conn, client_id, now).map(|(read, _)| read)
+    for_client_until(conn, client_id, now).map(|(read, ..)| read)
 }
 
-/// [`for_client`] and the first instant after `now` at which time alone changes the figures:
-/// a counted reservation lapses or a counted alert ages out (overdue amounts change only with
-/// the date). `None` when nothing counted will.
+/// [`for_client`], the first instant after `now` at which time alone changes the figures (a
+/// counted reservation lapses or a counted alert ages out; overdue amounts change only with
+/// the date; `None` when nothing counted will), and the reservations' change count
+/// ([`Reserved::changes`](reservations::Reserved), part of the client's version).
 pub fn for_client_until(
     conn: &mut AnyConnection,
     client_id: &str,
     now: DateTime<Utc>,
-) -> Result<(ReadTime, Option<NaiveDateTime>), StoreError> {
-    let (reserved_minor, mut changes_at) =
-        reservations::reserved_minor(conn, client_id, now.naive_utc())?;
+) -> Result<(ReadTime, Option<NaiveDateTime>, i64), StoreError> {
+    let reserved = reservations::reserved(conn, client_id, now.naive_utc())?;
+    let mut changes_at = reserved.first_expiry;
     let mut read = ReadTime {
-        reserved_minor,
+        reserved_minor: reserved.minor,
         ..ReadTime::default()
     };
     let overdue: Vec<(Option<NaiveDate>, i64)> = per_backend!(conn, |c| invoices::table
@@ -109,7 +110,7 @@ pub fn for_client_until(
         let ages_out = at + window;
         changes_at = Some(changes_at.map_or(ages_out, |t| t.min(ages_out)));
     }
-    Ok((read, changes_at))
+    Ok((read, changes_at, reserved.changes))
 }
 
 /// (client, due date, open amount) of the open invoices due before `today`.

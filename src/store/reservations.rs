@@ -125,6 +125,28 @@ diesel::define_sql_function! {
 
 /// The credit a client's active, unexpired reservations hold, in minor units, and the earliest
 /// expiry among them (when that sum next changes by time alone).
+pub fn reserved_minor(
+    conn: &mut AnyConnection,
+    client_id: &str,
+    now: NaiveDateTime,
+) -> Result<(i64, Option<NaiveDateTime>), StoreError> {
+    reserved(conn, client_id, now).map(|r| (r.minor, r.first_expiry))
+}
+
+/// What a read of a client's reservations gives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reserved {
+    /// The credit its active, unexpired reservations hold, in minor units.
+    pub minor: i64,
+    /// The earliest expiry among them: when `minor` next changes by time alone.
+    pub first_expiry: Option<NaiveDateTime>,
+    /// SQLite: the changes made to its reservations (`client_reserved.changes`), the
+    /// reservations' share of the client's version (see `clients::lock_version`); 0 on
+    /// PostgreSQL, where they bump the client's row.
+    pub changes: i64,
+}
+
+/// [`reserved_minor`] with the reservations' change count, read in the same statement.
 /// SQLite keeps each client's active reservations summed (`client_reserved`, by triggers): the
 /// read subtracts the active ones past their expiry that the sweep has not marked yet and finds
 /// the next expiry, both short ranges of the `reservations_by_client` index (the `min` stops at
@@ -134,11 +156,11 @@ diesel::define_sql_function! {
 /// `LIMIT ?` (see [`Scalar`](super::prepared::Scalar)).
 /// PostgreSQL sums when read: its `SUM(BIGINT)` is a `NUMERIC`, so there the rows are added up
 /// here, decoded from binary at little cost.
-pub fn reserved_minor(
+pub fn reserved(
     conn: &mut AnyConnection,
     client_id: &str,
     now: NaiveDateTime,
-) -> Result<(i64, Option<NaiveDateTime>), StoreError> {
+) -> Result<Reserved, StoreError> {
     let active = || {
         reservations::table
             .filter(reservations::client_id.eq(client_id))
@@ -146,20 +168,31 @@ pub fn reserved_minor(
     };
     match conn {
         AnyConnection::Sqlite(c) => {
-            let total = client_reserved::table
-                .find(client_id)
-                .select(client_reserved::active_minor);
+            let kept = || client_reserved::table.find(client_id);
             let lapsed = active()
                 .filter(reservations::expires_at.le(now))
                 .select(integer_sum(reservations::amount_minor));
             let next = active()
                 .filter(reservations::expires_at.gt(now))
                 .select(diesel::dsl::min(reservations::expires_at));
-            let (total, lapsed, first_expiry): (Option<i64>, Option<i64>, Option<NaiveDateTime>) =
-                diesel::select((scalar(total), scalar(lapsed), scalar(next)))
-                    .get_result(c)
-                    .map_err(classify)?;
-            Ok((total.unwrap_or(0) - lapsed.unwrap_or(0), first_expiry))
+            let (total, changes, lapsed, first_expiry): (
+                Option<i64>,
+                Option<i64>,
+                Option<i64>,
+                Option<NaiveDateTime>,
+            ) = diesel::select((
+                scalar(kept().select(client_reserved::active_minor)),
+                scalar(kept().select(client_reserved::changes)),
+                scalar(lapsed),
+                scalar(next),
+            ))
+            .get_result(c)
+            .map_err(classify)?;
+            Ok(Reserved {
+                minor: total.unwrap_or(0) - lapsed.unwrap_or(0),
+                first_expiry,
+                changes: changes.unwrap_or(0),
+            })
         }
         AnyConnection::Postgres(c) => {
             let rows: Vec<(i64, NaiveDateTime)> = active()
@@ -167,8 +200,11 @@ pub fn reserved_minor(
                 .select((reservations::amount_minor, reservations::expires_at))
                 .load(c)
                 .map_err(classify)?;
-            let first_expiry = rows.iter().map(|(_, at)| *at).min();
-            Ok((rows.iter().map(|(minor, _)| minor).sum(), first_expiry))
+            Ok(Reserved {
+                minor: rows.iter().map(|(minor, _)| minor).sum(),
+                first_expiry: rows.iter().map(|(_, at)| *at).min(),
+                changes: 0,
+            })
         }
     }
 }

@@ -144,6 +144,7 @@ diesel::table! {
     client_reserved (client_id) {
         client_id -> Text,
         active_minor -> BigInt,
+        changes -> BigInt,
     }
 }
 
