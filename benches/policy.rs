@@ -3,7 +3,8 @@
 //! `cargo bench --bench policy` runs criterion over:
 //! - `credit_request/*`: the shipped default pipeline (the seven stages of
 //!   policies/*.rhai) on a client as `GET /v1/clients/{id}` shows it, one
-//!   evaluation being: JSON to `PolicyInput` once, then the seven stages;
+//!   evaluation being: the JSON's checks (`PolicyInput`), then the seven
+//!   stages, which convert the values they read;
 //! - `engine/*`: the parts (input conversion, per-run overhead, cache hit);
 //! - `hostile/*`: how long a runaway script runs before the sandbox stops it.
 //!
@@ -12,8 +13,7 @@
 //!   sound client (`POLICY_BENCH_CLIENT=risky`: the risky one), then exit
 //!   (for `valgrind --tool=callgrind`; see docs/benchmarks.md);
 //!   `POLICY_BENCH_TRIGGER=client_event`: the `client_event` pipeline
-//!   (scoring, on_event) on a batch of two events instead
-//!   (`POLICY_BENCH_BORROWED=1`: with a borrowed input, as reviews ran);
+//!   (scoring, on_event) on a batch of two events instead;
 //! - `POLICY_BENCH_HOSTILE=N`: runs each hostile script N times under several
 //!   limits and prints the time to stop and the overshoot past the cap.
 //!
@@ -23,6 +23,7 @@
 
 use std::hint::black_box;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode};
@@ -91,8 +92,9 @@ fn amount(value: &Value) -> Option<Decimal> {
     value.as_str().and_then(|s| Decimal::from_str_exact(s).ok())
 }
 
-/// What the service does per request: baseline and input from the JSON, once.
-fn policy_input(request: &Value, client: &Value) -> PolicyInput {
+/// What the service does per request: baseline and input from the JSON, once
+/// (the service gives its documents up to the input; here they are shared).
+fn policy_input(request: &Arc<Value>, client: &Arc<Value>) -> PolicyInput {
     let digits = minor_digits(request["currency"].as_str().unwrap_or("EUR"));
     let baseline = Baseline::credit_request(
         amount(&request["amount"]).expect("request.amount"),
@@ -103,7 +105,8 @@ fn policy_input(request: &Value, client: &Value) -> PolicyInput {
         amount(&client["credit_limit"]),
         digits,
     );
-    PolicyInput::credit_request(request, client, baseline).expect("valid input")
+    PolicyInput::credit_request(Arc::clone(request), Arc::clone(client), baseline)
+        .expect("valid input")
 }
 
 /// One evaluation, as measured by `credit_request/*` and profiled.
@@ -111,11 +114,11 @@ fn policy_input(request: &Value, client: &Value) -> PolicyInput {
 fn evaluate(
     engine: &PolicyEngine,
     stages: &[Stage],
-    request: &Value,
-    client: &Value,
+    request: &Arc<Value>,
+    client: &Arc<Value>,
 ) -> PipelineResult {
     let input = policy_input(request, client);
-    engine.run_owned(stages, input)
+    engine.run(stages, &input)
 }
 
 /// The last event of a batch as a client review sees it: a payment, then a
@@ -140,20 +143,13 @@ fn event_batch() -> Value {
 fn evaluate_event(
     engine: &PolicyEngine,
     stages: &[Stage],
-    event: &Value,
-    client: &Value,
+    event: &Arc<Value>,
+    client: &Arc<Value>,
 ) -> PipelineResult {
     let baseline = Baseline::client_event(amount(&client["credit_limit"]), 2);
-    let input = PolicyInput::client_event(event, client, baseline).expect("valid input");
-    if BORROWED.with(|b| *b) {
-        return engine.run(stages, &input);
-    }
-    engine.run_owned(stages, input)
-}
-
-thread_local! {
-    /// `POLICY_BENCH_BORROWED=1`: reviews as they ran before they moved their input.
-    static BORROWED: bool = std::env::var_os("POLICY_BENCH_BORROWED").is_some();
+    let input = PolicyInput::client_event(Arc::clone(event), Arc::clone(client), baseline)
+        .expect("valid input");
+    engine.run(stages, &input)
 }
 
 fn describe(label: &str, result: &PipelineResult) {
@@ -191,8 +187,8 @@ fn pipeline_engine() -> PolicyEngine {
 fn bench_pipeline(c: &mut Criterion) {
     let engine = pipeline_engine();
     let stages = default_stages(&engine);
-    let sound = (request("12500.00", 60), sound_client());
-    let risky = (request("12500.00", 60), risky_client());
+    let sound = (Arc::new(request("12500.00", 60)), Arc::new(sound_client()));
+    let risky = (Arc::new(request("12500.00", 60)), Arc::new(risky_client()));
 
     let result = evaluate(&engine, &stages, &sound.0, &sound.1);
     assert_eq!(result.outcome, Outcome::Approved, "{result:#?}");
@@ -230,7 +226,7 @@ fn bench_pipeline(c: &mut Criterion) {
     group.finish();
 
     let mut group = c.benchmark_group("engine");
-    group.bench_function("convert input (request + client JSON)", |b| {
+    group.bench_function("check input (request + client JSON)", |b| {
         b.iter(|| policy_input(black_box(&sound.0), black_box(&sound.1)))
     });
     let empty = vec![Stage::new(
@@ -277,7 +273,10 @@ fn hostile_stage(engine: &PolicyEngine, source: &str) -> Vec<Stage> {
 
 fn bench_hostile(c: &mut Criterion) {
     let engine = PolicyEngine::default();
-    let input = policy_input(&request("12500.00", 60), &sound_client());
+    let input = policy_input(
+        &Arc::new(request("12500.00", 60)),
+        &Arc::new(sound_client()),
+    );
     let mut group = c.benchmark_group("hostile (default limits)");
     group
         .sample_size(10)
@@ -297,7 +296,10 @@ fn bench_hostile(c: &mut Criterion) {
 
 /// `POLICY_BENCH_HOSTILE=N`: time to stop each hostile script, N runs each.
 fn hostile_report(runs: usize) {
-    let input = policy_input(&request("12500.00", 60), &sound_client());
+    let input = policy_input(
+        &Arc::new(request("12500.00", 60)),
+        &Arc::new(sound_client()),
+    );
     let configs = [
         ("default limits", Limits::default()),
         (
@@ -379,13 +381,13 @@ fn main() {
     if let Some(n) = env_count("POLICY_BENCH_PROFILE") {
         let engine = pipeline_engine();
         let stages = default_stages(&engine);
-        let client = match std::env::var("POLICY_BENCH_CLIENT").as_deref() {
+        let client = Arc::new(match std::env::var("POLICY_BENCH_CLIENT").as_deref() {
             Ok("risky") => risky_client(),
             _ => sound_client(),
-        };
+        });
         if std::env::var("POLICY_BENCH_TRIGGER").as_deref() == Ok("client_event") {
             let stages = stages_of(&engine, &CLIENT_EVENT_STAGES);
-            let event = event_batch();
+            let event = Arc::new(event_batch());
             // Not asserted: under valgrind the first run (caches cold) may
             // pass the wall-clock cap; the line shows what the runs did.
             describe(
@@ -406,7 +408,7 @@ fn main() {
             }
             return;
         }
-        let request = request("12500.00", 60);
+        let request = Arc::new(request("12500.00", 60));
         for _ in 0..n {
             black_box(evaluate(&engine, &stages, &request, black_box(&client)));
         }

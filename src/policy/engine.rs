@@ -22,6 +22,7 @@ use super::Trigger;
 use super::compiled::{Inputs, Memo, Program, Variants};
 use super::effects::{self, Recorded};
 use super::fast_paths;
+use super::input::JsonInput;
 use super::money;
 use super::scorecard;
 use super::tables;
@@ -488,6 +489,7 @@ pub(crate) fn eval_stage(
     }
     guard.reset();
     STAGES_INTERPRETED.fetch_add(1, Ordering::Relaxed);
+    JsonInput::materialize(scope);
     // Unwinding costs nothing unless a panic happens; the guard resets the
     // thread-local state either way.
     let outcome = catch_unwind(AssertUnwindSafe(|| {

@@ -1,8 +1,17 @@
-//! What a script reads, converted once per request from JSON.
+//! What a script reads: the caller's JSON, checked once per request and
+//! converted where a script reads it.
 //!
 //! Convention: the caller passes the same JSON the API shows (`request` or
 //! `event`, and `client` as in `GET /v1/clients/{id}`), so the audit snapshot is
 //! exactly what the policies saw and a replay converts it the same way.
+//!
+//! Conversion is lazy: the pipeline holds the JSON ([`JsonInput`]), compiled
+//! policies convert only the values they read (`client.overdue.amount`: one
+//! number, not the client's fifty), and the whole document is converted only
+//! for a stage that takes `client` as a whole or runs on rhai's interpreter.
+//! Converting the client's map and dropping it was about a sixth of a default
+//! pipeline run. The checks run in full up front, so a bad value is an
+//! [`InputError`] before any stage runs, whatever the stages read.
 //! - Under a key of [`MONEY_FIELDS`], a string must be a plain decimal
 //!   (`-?digits[.digits]`) and becomes a Decimal; a number becomes a Decimal
 //!   too; `null` stays `()`, arrays and objects are walked; a bad string or a
@@ -11,7 +20,9 @@
 //!   (exact, from its text: serde_json's `arbitrary_precision`), strings stay
 //!   strings, `null` is `()`.
 
-use rhai::{Array, Dynamic, Map};
+use std::sync::Arc;
+
+use rhai::{Array, Dynamic, Map, Scope};
 use rust_decimal::Decimal;
 use serde_json::{Number, Value};
 
@@ -127,46 +138,56 @@ impl Baseline {
     }
 }
 
-/// The converted input of one trigger, built once and shared by all stages
-/// (and by as many pipeline runs as needed: evaluate, backtest, replay).
+/// The input of one trigger, checked once and shared by all stages (and by as
+/// many pipeline runs as needed: evaluate, backtest, replay).
 #[derive(Debug, Clone)]
 pub struct PolicyInput {
     pub(crate) trigger: Trigger,
     /// `request` or `event`, depending on the trigger.
-    pub(crate) subject: Dynamic,
-    pub(crate) client: Dynamic,
+    pub(crate) subject: JsonInput,
+    pub(crate) client: JsonInput,
     pub(crate) baseline: Baseline,
 }
 
 impl PolicyInput {
     /// Input for the `credit_request` pipeline: scripts see `request` and `client`.
     pub fn credit_request(
-        request: &Value,
-        client: &Value,
+        request: impl JsonDoc,
+        client: impl JsonDoc,
         baseline: Baseline,
     ) -> Result<Self, InputError> {
-        Self::new(Trigger::CreditRequest, request, client, baseline)
+        Self::new(
+            Trigger::CreditRequest,
+            request.shared(),
+            client.shared(),
+            baseline,
+        )
     }
 
     /// Input for the `client_event` pipeline: scripts see `event` and `client`.
     pub fn client_event(
-        event: &Value,
-        client: &Value,
+        event: impl JsonDoc,
+        client: impl JsonDoc,
         baseline: Baseline,
     ) -> Result<Self, InputError> {
-        Self::new(Trigger::ClientEvent, event, client, baseline)
+        Self::new(
+            Trigger::ClientEvent,
+            event.shared(),
+            client.shared(),
+            baseline,
+        )
     }
 
     fn new(
         trigger: Trigger,
-        subject: &Value,
-        client: &Value,
+        subject: Arc<Value>,
+        client: Arc<Value>,
         baseline: Baseline,
     ) -> Result<Self, InputError> {
         Ok(Self {
             trigger,
-            subject: object(trigger.subject_name(), subject)?,
-            client: object("client", client)?,
+            subject: JsonInput::checked(trigger.subject_name(), subject)?,
+            client: JsonInput::checked("client", client)?,
             baseline,
         })
     }
@@ -180,13 +201,139 @@ impl PolicyInput {
     }
 }
 
-fn object(name: &str, value: &Value) -> Result<Dynamic, InputError> {
-    if !value.is_object() {
-        return Err(InputError::NotAnObject {
-            path: name.to_owned(),
+/// A JSON document given to [`PolicyInput`]: owned or shared, it is kept as
+/// it is; borrowed, it is copied (a copy costs about what converting it did).
+pub trait JsonDoc {
+    fn shared(self) -> Arc<Value>;
+}
+
+impl JsonDoc for Value {
+    fn shared(self) -> Arc<Value> {
+        Arc::new(self)
+    }
+}
+
+impl JsonDoc for Arc<Value> {
+    fn shared(self) -> Arc<Value> {
+        self
+    }
+}
+
+impl JsonDoc for &Value {
+    fn shared(self) -> Arc<Value> {
+        Arc::new(self.clone())
+    }
+}
+
+/// A JSON object a script reads as a constant, checked (every value converts), converted
+/// where it is read. In the pipeline's scope it stands for the object until a stage needs
+/// the whole of it as a rhai map (see [`JsonInput::materialize`]).
+#[derive(Debug, Clone)]
+pub(crate) struct JsonInput(Arc<Value>);
+
+impl JsonInput {
+    fn checked(name: &str, value: Arc<Value>) -> Result<Self, InputError> {
+        if !value.is_object() {
+            return Err(InputError::NotAnObject {
+                path: name.to_owned(),
+            });
+        }
+        check(&value, false, 0).map_err(|e| e.within(name))?;
+        Ok(Self(value))
+    }
+
+    /// The whole object as a rhai map.
+    pub(crate) fn to_dynamic(&self) -> Dynamic {
+        #[cfg(test)]
+        WHOLE_CONVERSIONS.with(|n| n.set(n.get() + 1));
+        self.get(std::iter::empty()).unwrap_or(Dynamic::UNIT)
+    }
+
+    /// The value at `path` (keys from the object down), converted as a whole
+    /// conversion would have it; `None` where a key is missing or a value on
+    /// the way is not an object.
+    pub(crate) fn get<'k>(&self, path: impl IntoIterator<Item = &'k str>) -> Option<Dynamic> {
+        let mut node = &*self.0;
+        let mut money = false;
+        let mut depth = 0;
+        for key in path {
+            node = node.as_object()?.get(key)?;
+            money = is_money_field(key);
+            depth += 1;
+        }
+        // Checked when made: the conversion cannot fail.
+        convert(node, money, depth).ok()
+    }
+
+    /// `value` itself, or the whole input it holds as a rhai map.
+    pub(crate) fn value_of(value: &Dynamic) -> Dynamic {
+        match value.read_lock::<JsonInput>() {
+            Some(input) => input.to_dynamic(),
+            None => value.clone(),
+        }
+    }
+
+    /// Replaces the inputs in `scope` by their rhai maps, for rhai's
+    /// interpreter, which reads only maps (a no-op once done). The scope is
+    /// made again in the same order, constants staying constants.
+    pub(crate) fn materialize(scope: &mut Scope<'static>) {
+        if !scope.iter_raw().any(|(.., value)| value.is::<JsonInput>()) {
+            return;
+        }
+        let entries: Vec<(String, bool, Dynamic)> = scope
+            .iter_raw()
+            .map(|(name, constant, value)| (name.to_owned(), constant, Self::value_of(value)))
+            .collect();
+        scope.clear();
+        // `iter_raw` goes from the last entry to the first.
+        for (name, constant, value) in entries.into_iter().rev() {
+            if constant {
+                scope.push_constant_dynamic(name, value);
+            } else {
+                scope.push_dynamic(name, value);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    static WHOLE_CONVERSIONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Inputs this thread converted whole (tests check a compiled default run converts none).
+#[cfg(test)]
+pub(crate) fn whole_conversions() -> u64 {
+    WHOLE_CONVERSIONS.with(std::cell::Cell::get)
+}
+
+/// The conversion's checks, without building: what [`convert`] would refuse.
+fn check(value: &Value, money: bool, depth: usize) -> Result<(), InputError> {
+    if depth > MAX_DEPTH {
+        return Err(InputError::TooDeep {
+            path: String::new(),
         });
     }
-    convert(value, false, 0).map_err(|e| e.within(name))
+    match value {
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                check(item, money, depth + 1).map_err(|e| e.within(&format!("[{i}]")))?;
+            }
+        }
+        Value::Object(fields) => {
+            for (key, item) in fields {
+                check(item, is_money_field(key), depth + 1).map_err(|e| e.within(key))?;
+            }
+        }
+        Value::String(_) | Value::Bool(_) | Value::Number(_) if money => {
+            let _ = scalar(value, true)?;
+        }
+        Value::Number(n) if n.as_i64().is_none() => {
+            let _ = number(n, false)?;
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => {}
+    }
+    Ok(())
 }
 
 fn convert(value: &Value, money: bool, depth: usize) -> Result<Dynamic, InputError> {
@@ -196,22 +343,6 @@ fn convert(value: &Value, money: bool, depth: usize) -> Result<Dynamic, InputErr
         });
     }
     Ok(match value {
-        Value::Null => Dynamic::UNIT,
-        Value::Bool(b) if money => {
-            return Err(InputError::InvalidMoney {
-                path: String::new(),
-                value: b.to_string(),
-            });
-        }
-        Value::Bool(b) => Dynamic::from_bool(*b),
-        Value::Number(n) => number(n, money)?,
-        Value::String(s) if money => {
-            Dynamic::from_decimal(parse_money(s).ok_or_else(|| InputError::InvalidMoney {
-                path: String::new(),
-                value: format!("{s:?}"),
-            })?)
-        }
-        Value::String(s) => s.as_str().into(),
         Value::Array(items) => {
             let mut array = Array::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
@@ -234,6 +365,35 @@ fn convert(value: &Value, money: bool, depth: usize) -> Result<Dynamic, InputErr
             // bulk build checks in one pass and then fills nodes left to
             // right, where inserting key by key shifts or searches each node.
             Dynamic::from_map(Map::from_iter(items))
+        }
+        scalar_value => scalar(scalar_value, money)?,
+    })
+}
+
+/// A value that is neither an array nor an object.
+fn scalar(value: &Value, money: bool) -> Result<Dynamic, InputError> {
+    Ok(match value {
+        Value::Null => Dynamic::UNIT,
+        Value::Bool(b) if money => {
+            return Err(InputError::InvalidMoney {
+                path: String::new(),
+                value: b.to_string(),
+            });
+        }
+        Value::Bool(b) => Dynamic::from_bool(*b),
+        Value::Number(n) => number(n, money)?,
+        Value::String(s) if money => {
+            Dynamic::from_decimal(parse_money(s).ok_or_else(|| InputError::InvalidMoney {
+                path: String::new(),
+                value: format!("{s:?}"),
+            })?)
+        }
+        Value::String(s) => s.as_str().into(),
+        // Never given one (callers walk them); refused rather than guessed at.
+        Value::Array(_) | Value::Object(_) => {
+            return Err(InputError::NotAnObject {
+                path: String::new(),
+            });
         }
     })
 }
@@ -295,12 +455,12 @@ mod tests {
     #[test]
     fn money_fields_become_decimals_other_values_keep_their_type() {
         let input = PolicyInput::credit_request(
-            &json!({"amount": "2794.65", "requested_terms_days": 30}),
-            &client(),
+            json!({"amount": "2794.65", "requested_terms_days": 30}),
+            client(),
             Baseline::client_event(None, 2),
         )
         .unwrap();
-        let c = &input.client;
+        let c = &input.client.to_dynamic();
         assert_eq!(
             get(c, &["credit_limit"]).as_decimal().unwrap().to_string(),
             "50000.00"
@@ -333,12 +493,46 @@ mod tests {
         assert_eq!(get(c, &["client_id"]).into_string().unwrap(), "C1");
         assert!(get(c, &["insurance"]).is_unit());
         assert_eq!(
-            get(&input.subject, &["amount"])
+            get(&input.subject.to_dynamic(), &["amount"])
                 .as_decimal()
                 .unwrap()
                 .to_string(),
             "2794.65"
         );
+    }
+
+    /// Every path down the client's objects, the empty one (the whole) included.
+    fn paths(value: &Value, prefix: &[String], out: &mut Vec<Vec<String>>) {
+        out.push(prefix.to_vec());
+        if let Value::Object(fields) = value {
+            for (key, item) in fields {
+                let mut path = prefix.to_vec();
+                path.push(key.clone());
+                paths(item, &path, out);
+            }
+        }
+    }
+
+    #[test]
+    fn a_value_read_where_it_is_is_the_whole_conversions() {
+        let input = JsonInput::checked("client", Arc::new(client())).unwrap();
+        let whole = input.to_dynamic();
+        let mut all = Vec::new();
+        paths(&client(), &[], &mut all);
+        assert!(all.len() > 15, "{all:?}");
+        for path in all {
+            let keys: Vec<&str> = path.iter().map(String::as_str).collect();
+            let lazy = input.get(keys.iter().copied()).unwrap();
+            let expected = get(&whole, &keys);
+            assert_eq!(lazy.type_name(), expected.type_name(), "{path:?}");
+            assert_eq!(lazy.to_string(), expected.to_string(), "{path:?}");
+        }
+        assert!(input.get(["overdue", "nope"]).is_none());
+        assert!(
+            input.get(["insurance", "insured_amount"]).is_none(),
+            "null is no object"
+        );
+        assert!(input.get(["client_id", "x"]).is_none());
     }
 
     #[test]
@@ -356,7 +550,7 @@ mod tests {
         for bad in ["12,50", "1e3", "+1.00", " 1.00", "1.", ".5", "abc", ""] {
             let mut c = client();
             c["exposure"]["total"] = json!(bad);
-            let err = PolicyInput::client_event(&json!({}), &c, Baseline::client_event(None, 2))
+            let err = PolicyInput::client_event(json!({}), &c, Baseline::client_event(None, 2))
                 .unwrap_err();
             assert_eq!(
                 err,
@@ -367,8 +561,8 @@ mod tests {
             );
         }
         let err = PolicyInput::client_event(
-            &json!({"lines": [{"amount": true}]}),
-            &client(),
+            json!({"lines": [{"amount": true}]}),
+            client(),
             Baseline::client_event(None, 2),
         )
         .unwrap_err();
@@ -382,7 +576,7 @@ mod tests {
     fn inputs_must_be_objects_and_shallow() {
         let b = || Baseline::client_event(None, 2);
         assert!(matches!(
-            PolicyInput::client_event(&json!([]), &client(), b()),
+            PolicyInput::client_event(json!([]), client(), b()),
             Err(InputError::NotAnObject { .. })
         ));
         let mut deep = json!(1);
@@ -390,7 +584,7 @@ mod tests {
             deep = json!({ "x": deep });
         }
         assert!(matches!(
-            PolicyInput::client_event(&deep, &client(), b()),
+            PolicyInput::client_event(&deep, client(), b()),
             Err(InputError::TooDeep { .. })
         ));
     }
@@ -398,12 +592,12 @@ mod tests {
     #[test]
     fn numbers_are_exact() {
         let input = PolicyInput::client_event(
-            &json!({"big": 18446744073709551616_u128, "frac": 0.1, "amount": 12}),
-            &client(),
+            json!({"big": 18446744073709551616_u128, "frac": 0.1, "amount": 12}),
+            client(),
             Baseline::client_event(None, 2),
         )
         .unwrap();
-        let e = &input.subject;
+        let e = &input.subject.to_dynamic();
         assert_eq!(
             get(e, &["big"]).as_decimal().unwrap().to_string(),
             "18446744073709551616"

@@ -35,37 +35,6 @@ impl Stage {
     }
 }
 
-/// The input of a run: borrowed (its maps are copied into the scope) or
-/// given up by the caller (they are moved there).
-pub(crate) enum Input<'a> {
-    Borrowed(&'a PolicyInput),
-    Owned(PolicyInput),
-}
-
-impl std::ops::Deref for Input<'_> {
-    type Target = PolicyInput;
-
-    fn deref(&self) -> &PolicyInput {
-        match self {
-            Input::Borrowed(input) => input,
-            Input::Owned(input) => input,
-        }
-    }
-}
-
-impl Input<'_> {
-    /// The subject and client maps for the scope; an owned input leaves `()`.
-    fn maps(&mut self) -> (Dynamic, Dynamic) {
-        match self {
-            Input::Borrowed(input) => (input.subject.clone(), input.client.clone()),
-            Input::Owned(input) => (
-                std::mem::take(&mut input.subject),
-                std::mem::take(&mut input.client),
-            ),
-        }
-    }
-}
-
 /// Runs `stages` in order. Each stage sees `decision` as composed so far; a
 /// failing stage applies none of its effects, stops the pipeline and turns the
 /// outcome into `review` with a `POLICY_ERROR` reason. Never fails, never panics.
@@ -73,7 +42,7 @@ pub(crate) fn run(
     sandbox: &Sandbox,
     limits: &Limits,
     stages: &[Stage],
-    input: Input<'_>,
+    input: &PolicyInput,
 ) -> PipelineResult {
     let mut composition = Composition::new(input.trigger, &input.baseline);
     if stages.is_empty() {
@@ -85,16 +54,18 @@ pub(crate) fn run(
         );
         return composition.finish(Vec::new());
     }
-    // At most one copy of the input per run (none when the caller gives it
-    // up); stages share it through the scope, whose entries are constants
+    // Stages share the input through the scope, whose entries are constants
     // (rhai refuses to mutate them) and which is rewound after each stage so
-    // that no script variable leaks into the next one. `decision` is built
-    // once and then only updated where effects changed it.
+    // that no script variable leaks into the next one. The subject and the
+    // client are JSON there, converted where compiled code reads them, and
+    // as a whole for a stage that runs on the interpreter (`eval_stage`).
+    // `decision` is built once and then only updated where effects changed it.
     let mut scope = Scope::with_capacity(SCOPE_CAPACITY);
-    let mut input = input;
-    let (subject, client) = input.maps();
-    scope.push_constant_dynamic(input.trigger.subject_name(), subject);
-    scope.push_constant_dynamic("client", client);
+    scope.push_constant_dynamic(
+        input.trigger.subject_name(),
+        Dynamic::from(input.subject.clone()),
+    );
+    scope.push_constant_dynamic("client", Dynamic::from(input.client.clone()));
     scope.push_constant_dynamic(DECISION, Dynamic::from_map(composition.decision_map()));
     let base = scope.len();
     let mut trace = Vec::with_capacity(stages.len());

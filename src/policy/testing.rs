@@ -627,7 +627,7 @@ impl CaseInput {
                         invalid("request.requested_terms_days must be a number of days")
                     })?;
                 let baseline = Baseline::credit_request(amount, terms, credit_limit, digits);
-                Ok(PolicyInput::credit_request(&request, &client, baseline)?)
+                Ok(PolicyInput::credit_request(request, client, baseline)?)
             }
             Trigger::ClientEvent => {
                 let mut event = json!({
@@ -641,7 +641,7 @@ impl CaseInput {
                     return Err(invalid("event.type is required"));
                 }
                 let baseline = Baseline::client_event(credit_limit, digits);
-                Ok(PolicyInput::client_event(&event, &client, baseline)?)
+                Ok(PolicyInput::client_event(event, client, baseline)?)
             }
         }
     }

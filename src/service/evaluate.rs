@@ -115,6 +115,7 @@ pub fn run_pipeline(
     client: Client,
 ) -> Result<Evaluation, ServiceError> {
     let client_view = serde_json::to_value(ClientView::new(&client, Utc::now().date_naive()))
+        .map(Arc::new)
         .map_err(|e| ServiceError::Internal(e.to_string()))?;
     let baseline = Baseline::credit_request(
         request.amount.to_decimal(),
@@ -122,9 +123,12 @@ pub fn run_pipeline(
         Some(client.credit_limit.to_decimal()),
         client.currency.minor_digits(),
     );
-    let input = PolicyInput::credit_request(&request.to_json(), &client_view, baseline)
+    let input = PolicyInput::credit_request(request.to_json(), Arc::clone(&client_view), baseline)
         .map_err(|e| ServiceError::Internal(format!("policy input: {e}")))?;
-    let result = registry.engine().run_owned(stages, input);
+    let result = registry.engine().run(stages, &input);
+    // The input's share gone, the view is taken back without a copy.
+    drop(input);
+    let client_view = Arc::unwrap_or_clone(client_view);
     let policies = PolicyRef::of_stages(stages);
     Ok(Evaluation {
         client,

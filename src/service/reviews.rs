@@ -2,6 +2,8 @@
 //! state after its events are applied, or when time alone changed its risk. The new risk is
 //! written back; a changed limit or status, or a referral, is an audit record.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -239,16 +241,19 @@ pub fn run(
     now: DateTime<Utc>,
 ) -> Result<Run, ServiceError> {
     let view = serde_json::to_value(ClientView::new(client, now.date_naive()))
+        .map(Arc::new)
         .map_err(|e| ServiceError::Internal(e.to_string()))?;
-    let event = event_json(client, cause, now);
+    let event = Arc::new(event_json(client, cause, now));
     let digits = client.currency.minor_digits();
     let baseline = Baseline::client_event(Some(client.credit_limit.to_decimal()), digits);
-    let input = PolicyInput::client_event(&event, &view, baseline)
+    let input = PolicyInput::client_event(Arc::clone(&event), Arc::clone(&view), baseline)
         .map_err(|e| ServiceError::Internal(format!("policy input: {e}")))?;
-    let result = registry.engine().run_owned(stages, input);
+    let result = registry.engine().run(stages, &input);
+    // The input's shares gone, the documents are taken back without a copy.
+    drop(input);
     Ok(Run {
-        event,
-        view,
+        event: Arc::unwrap_or_clone(event),
+        view: Arc::unwrap_or_clone(view),
         result,
     })
 }

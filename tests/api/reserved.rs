@@ -191,13 +191,17 @@ struct Held {
     expires_at: NaiveDateTime,
 }
 
-/// Each client's reservations as a decision reads them.
+/// Each client's reservations that a decision may count, now or later: not those settled at
+/// or after their expiry, which no change of status can bring back (the version triggers leave
+/// such an update alone, as they leave the sweep's).
 fn held(conn: &mut AnyConnection, ids: &[String]) -> Vec<Vec<Held>> {
     ids.iter()
         .map(|id| {
             diesel::sql_query(
                 "SELECT decision_id, amount_minor, status, expires_at FROM reservations \
-                 WHERE client_id = $1 ORDER BY decision_id",
+                 WHERE client_id = $1 \
+                 AND NOT (settled_at IS NOT NULL AND settled_at >= expires_at) \
+                 ORDER BY decision_id",
             )
             .bind::<Text, _>(id)
             .load(conn)

@@ -4,6 +4,7 @@
 use rhai::{ASTFlags, Array, BinaryExpr, Dynamic, Engine, Expr, FlowControl, Stmt};
 
 use super::{Code, Env, Stop, call, chain, ops};
+use crate::policy::input::JsonInput;
 
 /// Where a variable lives: an input constant or a slot of the run.
 #[derive(Debug, Clone, Copy)]
@@ -29,7 +30,7 @@ fn read(var: Var) -> Code {
     match var {
         Var::Input(i) => Box::new(move |env| {
             env.ctx.count(1)?;
-            Ok(env.inputs[i].clone())
+            Ok(JsonInput::value_of(env.inputs[i]))
         }),
         Var::Let(s) | Var::Const(s) | Var::Loop(s) => Box::new(move |env| {
             env.ctx.count(1)?;

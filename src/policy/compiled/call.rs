@@ -10,6 +10,7 @@ use smallvec::SmallVec;
 
 use super::build::{Compiler, Var};
 use super::{Code, Ctx, Res, Stop, ops};
+use crate::policy::input::JsonInput;
 
 /// Calls rhai handles itself (printing, reflection, `eval`, function pointers),
 /// as functions or methods: left to the interpreter.
@@ -109,7 +110,7 @@ pub(super) fn on_variable(
     rest: &mut [Dynamic],
 ) -> Res {
     let (mut copy, slot) = match var {
-        Var::Input(i) => (env.inputs[i].clone(), None),
+        Var::Input(i) => (JsonInput::value_of(env.inputs[i]), None),
         Var::Const(s) => (env.locals[s].clone(), None),
         Var::Loop(s) if env.locals[s].is_read_only() => (env.locals[s].clone(), None),
         Var::Let(s) | Var::Loop(s) => (Dynamic::UNIT, Some(s)),

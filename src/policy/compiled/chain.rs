@@ -9,6 +9,7 @@ use std::rc::Rc;
 use rhai::{ASTFlags, Dynamic, Expr, FnCallExpr, ImmutableString};
 
 use super::build::{Compiler, Var};
+use crate::policy::input::JsonInput;
 use smallvec::SmallVec;
 
 use super::call::{Args, Values};
@@ -174,7 +175,7 @@ fn run(env: &mut Env<'_>, root: &Root, links: &[Link], fixed: u64, memo: Option<
             _ => {}
         }
     }
-    let (last, path) = links.split_last().ok_or(Stop::Bail)?;
+    let last = links.last().ok_or(Stop::Bail)?;
     // Then the root (a variable or a literal counts one operation), then one
     // operation per link: counted at once, as a failing link gives up anyway.
     let links_ops = links.len() as u64;
@@ -204,6 +205,33 @@ fn run(env: &mut Env<'_>, root: &Root, links: &[Link], fixed: u64, memo: Option<
             &temp
         }
     };
+    // An input held as JSON: its leading properties are followed there and
+    // only the value reached is converted (a chain of properties alone ends
+    // there), the other links follow on that value.
+    let lazy;
+    let (base, links) = match base.read_lock::<JsonInput>() {
+        Some(input) => {
+            let method = usize::from(matches!(last, Link::Method { .. }));
+            let props = links[..links.len() - method]
+                .iter()
+                .map_while(|link| match link {
+                    Link::Prop(name) => Some(name.as_str()),
+                    _ => None,
+                });
+            let walked = props.clone().count();
+            let value = input.get(props).ok_or(Stop::Bail)?;
+            if walked == links.len() {
+                if let Some(path) = memo {
+                    env.memo.keep(path, &value);
+                }
+                return Ok(value);
+            }
+            lazy = value;
+            (&lazy, &links[walked..])
+        }
+        None => (base, links),
+    };
+    let (last, path) = links.split_last().ok_or(Stop::Bail)?;
     let mut at = 0;
     let Link::Method { name, hash, .. } = last else {
         let value = within(base, links, &indexes, &mut at, &mut |v| Ok(v.clone()))?;

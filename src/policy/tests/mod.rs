@@ -37,13 +37,13 @@ pub(super) fn request(amount: &str) -> PolicyInput {
     let body = json!({"request_id": "R-1", "client_id": "C-1", "amount": amount,
                       "currency": "EUR", "requested_terms_days": 60, "channel": "erp"});
     let baseline = Baseline::credit_request(d(amount), 60, Some(d("50000.00")), 2);
-    PolicyInput::credit_request(&body, &client_json(), baseline).unwrap()
+    PolicyInput::credit_request(body, client_json(), baseline).unwrap()
 }
 
 pub(super) fn event(body: Value) -> PolicyInput {
     PolicyInput::client_event(
-        &body,
-        &client_json(),
+        body,
+        client_json(),
         Baseline::client_event(Some(d("50000.00")), 2),
     )
     .unwrap()

@@ -182,7 +182,7 @@ impl Recorded {
         let input = PolicyInput::credit_request(&self.request, &self.client, baseline)
             .map_err(|e| unreadable(self.sequence, e.to_string()))?;
         // A replay must not depend on how busy the machine is: no wall-clock cap.
-        let result = engine.without_deadline().run_owned(stages, input);
+        let result = engine.without_deadline().run(stages, &input);
         let policies = PolicyRef::of_stages(stages);
         let terms = DecisionTerms::compose(&result, &policies, &standing);
         Ok((result, terms))
