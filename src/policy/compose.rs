@@ -226,11 +226,15 @@ impl Composition {
     }
 
     /// Brings a map built by [`Self::decision_map`] up to date: only the keys
-    /// that effects changed since are rewritten.
+    /// that effects changed since are rewritten, with read-only values (the
+    /// map is a constant of the scope, updated in place).
     pub(crate) fn update_decision_map(&mut self, map: &mut Map) {
         for field in DecisionField::ALL {
             if self.stale & field.bit() != 0 {
-                map.insert(field.name().into(), self.decision_value(field));
+                map.insert(
+                    field.name().into(),
+                    self.decision_value(field).into_read_only(),
+                );
             }
         }
         self.stale = 0;

@@ -165,6 +165,25 @@ fn inputs_are_read_only_and_stages_do_not_leak_variables() {
         let r = both(&[script]);
         assert_eq!(failure(&r).kind, StageErrorKind::Runtime, "{script}");
     }
+    // What an earlier stage's effects wrote into `decision` is as read-only.
+    let scored =
+        "set_score(20, \"B\", [#{code: \"X\", points: 20}]); require_deposit(10, \"D\", \"m\");";
+    for script in [
+        "decision.factors.push(1);",
+        "decision.factors[0].points = 0;",
+        "decision.factors.add_factor(\"Y\", 1);",
+        "decision.band = \"A\";",
+        "decision.deposit_percent += 1;",
+    ] {
+        for runs in 1..=3 {
+            let r = both(&[scored, script]);
+            assert_eq!(
+                failure(&r).kind,
+                StageErrorKind::Runtime,
+                "{script}, run {runs}"
+            );
+        }
+    }
     let r = both(&[
         "let seen = 1; let c = client; c.credit_limit = 0; let e = client.exposure; e.total = 0;",
         "if is_def_var(\"seen\") || client.credit_limit != 50000 || client.exposure.total == 0 { decline(\"LEAK\", \"m\"); }",
