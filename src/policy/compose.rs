@@ -231,10 +231,14 @@ impl Composition {
     pub(crate) fn update_decision_map(&mut self, map: &mut Map) {
         for field in DecisionField::ALL {
             if self.stale & field.bit() != 0 {
-                map.insert(
-                    field.name().into(),
-                    self.decision_value(field).into_read_only(),
-                );
+                let value = self.decision_value(field).into_read_only();
+                // Every key is there from `decision_map`: replaced where it is.
+                match map.get_mut(field.name()) {
+                    Some(slot) => *slot = value,
+                    None => {
+                        map.insert(field.name().into(), value);
+                    }
+                }
             }
         }
         self.stale = 0;
