@@ -265,6 +265,13 @@ impl JsonInput {
         convert(node, money, depth).ok()
     }
 
+    /// Whether the object has `key` (`"key" in input`).
+    pub(crate) fn has_key(&self, key: &str) -> bool {
+        self.0
+            .as_object()
+            .is_some_and(|fields| fields.contains_key(key))
+    }
+
     /// `value` itself, or the whole input it holds as a rhai map.
     pub(crate) fn value_of(value: &Dynamic) -> Dynamic {
         match value.read_lock::<JsonInput>() {

@@ -109,6 +109,19 @@ pub(super) fn on_variable(
     hash: u64,
     rest: &mut [Dynamic],
 ) -> Res {
+    // `"key" in input` on an input held as JSON: rhai's map `contains`, which
+    // the interpreter resolved for a map and a string, answered on the JSON
+    // rather than on the whole input converted for it.
+    if let Var::Input(i) = var
+        && name == "contains"
+        && let [key] = &*rest
+        && let Some(input) = env.inputs[i].read_lock::<JsonInput>()
+        && let Some(key) = key.read_lock::<ImmutableString>()
+    {
+        let types = [TypeId::of::<rhai::Map>(), TypeId::of::<ImmutableString>()];
+        resolve(&mut env.ctx, hash, types.into_iter())?;
+        return Ok(Dynamic::from_bool(input.has_key(&key)));
+    }
     let (mut copy, slot) = match var {
         Var::Input(i) => (JsonInput::value_of(env.inputs[i]), None),
         Var::Const(s) => (env.locals[s].clone(), None),

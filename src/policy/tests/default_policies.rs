@@ -157,7 +157,7 @@ fn on_event(event: Value, client: Value) -> PipelineResult {
 /// Compiled, the default credit_request stages read the request and the client
 /// where they need to: neither is converted whole (the whole client's map cost a
 /// sixth of a run); the on_event stage takes `event` whole where it reads it bare
-/// (`"batch" in event`, then `[event]` for a single event).
+/// (`[event]` for a single event; `"batch" in event` is answered on the JSON).
 /// A stage that makes a call no earlier run of it made on the thread is
 /// interpreted (the interpreter fills the call caches the compiled code calls
 /// through; see `compiled::agree`), and converts both: warmed up, a run on each
@@ -190,8 +190,8 @@ fn a_credit_request_converts_only_what_its_stages_read() {
     let event = Some(json!({"type": "payment_received", "amount": "100.00"}));
     assert_eq!(
         run(&CLIENT_EVENT_STAGES, None, event, json!({})),
-        2,
-        "the event, whole, at each bare read"
+        1,
+        "the event, whole, at its bare read"
     );
 }
 
