@@ -119,7 +119,7 @@ pub(super) fn on_variable(
         && let Some(key) = key.read_lock::<ImmutableString>()
     {
         let types = [TypeId::of::<rhai::Map>(), TypeId::of::<ImmutableString>()];
-        resolve(&mut env.ctx, hash, types.into_iter())?;
+        resolve(&mut env.ctx, hash, types)?;
         return Ok(Dynamic::from_bool(input.has_key(&key)));
     }
     let (mut copy, slot) = match var {
