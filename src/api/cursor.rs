@@ -37,31 +37,22 @@ pub fn limit(raw: Option<i64>, problems: &mut super::json::Problems) -> i64 {
     limit
 }
 
-/// Cuts the `limit + 1` rows a store query returned to a page, with the (time, id) cursor of
-/// the next page when there is one.
+/// Cuts the `limit + 1` rows a store query returned to a page, with the cursor of the next
+/// page when there is one.
 pub fn page<T>(
-    items: Vec<T>,
-    limit: i64,
-    key: impl Fn(&T) -> (DateTime<Utc>, &str),
-) -> (Vec<T>, Option<String>) {
-    page_by(items, limit, |last| {
-        let (at, id) = key(last);
-        encode(at, id)
-    })
-}
-
-/// [`page`] with the next page's cursor made by `cursor` from the page's last item.
-pub fn page_by<T>(
     mut items: Vec<T>,
     limit: i64,
-    cursor: impl Fn(&T) -> String,
+    key: impl Fn(&T) -> (DateTime<Utc>, &str),
 ) -> (Vec<T>, Option<String>) {
     let limit = usize::try_from(limit).unwrap_or(0);
     if items.len() <= limit {
         return (items, None);
     }
     items.truncate(limit);
-    let next = items.last().map(cursor);
+    let next = items.last().map(|last| {
+        let (at, id) = key(last);
+        encode(at, id)
+    });
     (items, next)
 }
 

@@ -118,8 +118,7 @@ pub struct ListQuery {
     /// 1..500, default 50.
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
-    /// The `next_cursor` of the previous page of the same list (with or without `client_id`:
-    /// the two lists page differently and refuse each other's cursors).
+    /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
 }
 
@@ -129,8 +128,10 @@ pub struct DecisionPage {
     pub next_cursor: Option<String>,
 }
 
-/// Decisions, newest first: by decision time, or for one `client_id` in the order the audit
-/// log recorded them. `outcome=review&resolved=false` is the review queue.
+/// Decisions, newest first; `outcome=review&resolved=false` is the review queue.
+///
+/// Every decision by decision time; with `client_id`, that client's decisions in the order
+/// the audit log recorded them.
 #[utoipa::path(
     get, path = "/v1/credit-decisions", tag = "decisions",
     params(ListQuery),
@@ -158,26 +159,18 @@ pub async fn list_decisions(
         );
     }
     let limit = cursor::limit(q.limit, &mut p);
-    // A client's decisions come in the order the audit log recorded them, paged by
-    // sequence; every decision by decision time, paged by (time, id).
-    let listing = match client_id {
-        Some(client_id) => Listing::Client {
-            client_id,
-            after: q
-                .cursor
-                .as_deref()
-                .and_then(|c| p.check("cursor", cursor::decode_sequence(c))),
-        },
-        None => Listing::All {
-            after: q
-                .cursor
-                .as_deref()
-                .and_then(|c| p.check("cursor", cursor::decode(c)))
-                .map(|(t, id)| (t.naive_utc(), id)),
-        },
-    };
+    let after = q
+        .cursor
+        .as_deref()
+        .and_then(|c| p.check("cursor", cursor::decode(c)))
+        .map(|(t, id)| (t.naive_utc(), id));
     p.finish()?;
-    let by_sequence = matches!(listing, Listing::Client { .. });
+    // A client's decisions come in the order the audit log recorded them, every decision by
+    // decision time; both page by the last item's (time, id).
+    let listing = match client_id {
+        Some(client_id) => Listing::Client { client_id, after },
+        None => Listing::All { after },
+    };
     let query = DecisionQuery {
         listing,
         outcome: q.outcome,
@@ -187,12 +180,8 @@ pub async fn list_decisions(
         limit: limit + 1,
     };
     let items = service::list(&state.store, query).await?;
-    let (items, next_cursor) = cursor::page_by(items, limit, |r| {
-        if by_sequence {
-            cursor::encode_sequence(r.decision.audit.sequence)
-        } else {
-            cursor::encode(r.decision.decided_at, &r.decision.decision_id)
-        }
+    let (items, next_cursor) = cursor::page(items, limit, |r| {
+        (r.decision.decided_at, r.decision.decision_id.as_str())
     });
     Ok(web::Json(DecisionPage {
         items: items.into_iter().map(DecisionView::from).collect(),
