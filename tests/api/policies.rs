@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use crate::on_both_backends;
-use crate::support::{Backend, TestApp, client_body};
+use crate::support::{Answer, Backend, TestApp, client_body};
 
 const ALL: &str =
     "clients:read clients:write policies:read policies:write policies:activate audit:read";
@@ -19,6 +19,12 @@ const STAGES: [&str; 8] = [
     "review",
     "on_event",
 ];
+
+/// `POST /v1/policies/evaluate` of [`request`] on 30-day terms.
+async fn evaluate(app: &TestApp, token: &str, client: &str, amount: &str) -> Answer {
+    app.post_json("/v1/policies/evaluate", token, &request(client, amount, 30))
+        .await
+}
 
 fn request(client: &str, amount: &str, terms: i64) -> Value {
     json!({"request": {
@@ -236,13 +242,7 @@ async fn evaluate_decides_and_records_nothing(backend: Backend) {
     app.put_json("/v1/clients/C-1", &token, &client_body("EUR", "50000.00"))
         .await;
     let before = app.get("/v1/audit/verify", &token).await.body["records"].clone();
-    let answer = app
-        .post_json(
-            "/v1/policies/evaluate",
-            &token,
-            &request("C-1", "1000.00", 30),
-        )
-        .await;
+    let answer = evaluate(&app, &token, "C-1", "1000.00").await;
     assert_eq!(answer.status, 200, "{}", answer.text);
     let outcome = answer.body["outcome"].as_str().unwrap();
     assert!(["approved", "conditional", "review", "declined"].contains(&outcome));
@@ -270,13 +270,9 @@ async fn evaluate_decides_and_records_nothing(backend: Backend) {
     );
 
     // Unknown client, prospect, currency mismatch, bad input.
-    app.post_json(
-        "/v1/policies/evaluate",
-        &token,
-        &request("NOPE", "10.00", 30),
-    )
-    .await
-    .problem(404, "unknown_client");
+    evaluate(&app, &token, "NOPE", "10.00")
+        .await
+        .problem(404, "unknown_client");
     let mut prospect = request("NEW-1", "800.00", 30);
     prospect["request"]["prospect"] = json!({"name": "Nouvelle SARL", "country": "FR"});
     let answer = app
@@ -341,13 +337,7 @@ async fn hostile_policies_fail_safe(backend: Backend) {
     ];
     for (i, source) in hostile.into_iter().enumerate() {
         force_activate(&app, "terms", 100 + i as i32, source).await;
-        let answer = app
-            .post_json(
-                "/v1/policies/evaluate",
-                &token,
-                &request("C-1", "1000.00", 30),
-            )
-            .await;
+        let answer = evaluate(&app, &token, "C-1", "1000.00").await;
         assert_eq!(answer.status, 200, "{source}: {}", answer.text);
         assert_eq!(answer.body["outcome"], "review", "{source}");
         let reasons = answer.body["reasons"].as_array().unwrap();
@@ -372,13 +362,7 @@ async fn hostile_policies_fail_safe(backend: Backend) {
         assert_eq!(app.call("GET", "/healthz", None, None).await.status, 200);
     }
     // Back on version 1, the same request is decided normally.
-    let answer = app
-        .post_json(
-            "/v1/policies/evaluate",
-            &token,
-            &request("C-1", "1000.00", 30),
-        )
-        .await;
+    let answer = evaluate(&app, &token, "C-1", "1000.00").await;
     assert!(
         answer.body["reasons"]
             .as_array()
@@ -401,13 +385,7 @@ async fn activation_reaches_another_process(backend: Backend) {
     let token = a.token_for("alice", ALL);
     a.put_json("/v1/clients/C-1", &token, &client_body("EUR", "50000.00"))
         .await;
-    let before = b
-        .post_json(
-            "/v1/policies/evaluate",
-            &b.token(ALL),
-            &request("C-1", "10.00", 30),
-        )
-        .await;
+    let before = evaluate(&b, &b.token(ALL), "C-1", "10.00").await;
     assert_eq!(before.status, 200, "{}", before.text);
     let (source, tests) = deposit_source(&a).await;
     let body = json!({"source": format!("// v2\n{source}"), "description": "v2", "tests": tests});
@@ -421,13 +399,7 @@ async fn activation_reaches_another_process(backend: Backend) {
         .await;
     assert_eq!(activated.status, 200, "{}", activated.text);
     // Process B had the old set cached; its very next evaluation uses version 2.
-    let after = b
-        .post_json(
-            "/v1/policies/evaluate",
-            &b.token(ALL),
-            &request("C-1", "10.00", 30),
-        )
-        .await;
+    let after = evaluate(&b, &b.token(ALL), "C-1", "10.00").await;
     let deposit = after.body["policies"]
         .as_array()
         .unwrap()
