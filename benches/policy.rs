@@ -12,6 +12,8 @@
 //! - `POLICY_BENCH_PROFILE=N`: N evaluations of the default pipeline for the
 //!   sound client (`POLICY_BENCH_CLIENT=risky`: the risky one), then exit
 //!   (for `valgrind --tool=callgrind`; see docs/benchmarks.md);
+//!   `POLICY_BENCH_FIRST_STAGES=K`: only the first K stages, so that the
+//!   difference between K and K - 1 is what stage K costs;
 //!   `POLICY_BENCH_TRIGGER=client_event`: the `client_event` pipeline
 //!   (scoring, on_event) on a batch of two events instead;
 //! - `POLICY_BENCH_HOSTILE=N`: runs each hostile script N times under several
@@ -380,7 +382,10 @@ fn env_count(name: &str) -> Option<usize> {
 fn main() {
     if let Some(n) = env_count("POLICY_BENCH_PROFILE") {
         let engine = pipeline_engine();
-        let stages = default_stages(&engine);
+        let mut stages = default_stages(&engine);
+        if let Some(first) = env_count("POLICY_BENCH_FIRST_STAGES") {
+            stages.truncate(first);
+        }
         let client = Arc::new(match std::env::var("POLICY_BENCH_CLIENT").as_deref() {
             Ok("risky") => risky_client(),
             _ => sound_client(),

@@ -213,11 +213,13 @@ impl Composition {
     /// because reading a missing property is an error.
     pub(crate) fn decision_map(&mut self) -> Map {
         self.stale = 0;
-        // The fields are in key order: one bulk build, no search per key.
-        DecisionField::ALL
-            .into_iter()
-            .map(|field| (field.name().into(), self.decision_value(field)))
-            .collect()
+        // A copy of the keys, filled in place: the template and the fields are in
+        // the same (key) order, so no key is sorted, compared or searched.
+        let mut map = DECISION_KEYS.with(Map::clone);
+        for (slot, field) in map.values_mut().zip(DecisionField::ALL) {
+            *slot = self.decision_value(field);
+        }
+        map
     }
 
     /// Whether effects changed `decision` since it was last built or updated.
@@ -274,7 +276,7 @@ impl Composition {
                     .flat_map(|(.., factors)| factors)
                     .map(|f| {
                         let mut m = Map::new();
-                        m.insert("code".into(), f.code.clone().into());
+                        m.insert("code".into(), f.code.as_str().into());
                         m.insert("points".into(), Dynamic::from_int(f.points));
                         Dynamic::from_map(m)
                     })
@@ -341,6 +343,14 @@ enum DecisionField {
     Declined,
     Referred,
     MinorDigits,
+}
+
+thread_local! {
+    /// The keys of `decision`, each `()`: what [`Composition::decision_map`] copies.
+    static DECISION_KEYS: Map = DecisionField::ALL
+        .into_iter()
+        .map(|field| (field.name().into(), Dynamic::UNIT))
+        .collect();
 }
 
 impl DecisionField {
@@ -434,6 +444,24 @@ mod tests {
         let mut sorted = names.clone();
         sorted.sort_unstable();
         assert_eq!(names, sorted);
+    }
+
+    #[test]
+    fn decision_map_holds_each_field_under_its_own_name() {
+        let baseline = Baseline {
+            requested_amount: Some(d("1000.00")),
+            requested_terms_days: Some(60),
+            credit_limit: Some(d("50000.00")),
+            minor_digits: 2,
+        };
+        let mut composition = Composition::new(Trigger::CreditRequest, &baseline);
+        let map = composition.decision_map();
+        assert_eq!(map.len(), DecisionField::ALL.len());
+        for field in DecisionField::ALL {
+            let held = map.get(field.name()).map(|v| format!("{v:?}"));
+            let value = format!("{:?}", composition.decision_value(field));
+            assert_eq!(held, Some(value), "{}", field.name());
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! arguments (a bad one is a policy runtime error, never a silent clamp) and
 //! records into the running evaluation's frame.
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::str::FromStr;
 
 use rhai::{Dynamic, Engine, EvalAltResult, Map};
@@ -279,11 +279,7 @@ fn set_score(score: Dynamic, band: Dynamic, factors: Dynamic) -> FnResult {
         .parse()
         .map_err(|e| format!("set_score: {e}"))?;
     let factors = factors_arg(factors)?;
-    let mut message = format!("risk score {score}, band {band}");
-    for (i, factor) in factors.iter().filter(|f| f.points != 0).enumerate() {
-        let separator = if i == 0 { ": " } else { ", " };
-        let _ = write!(message, "{separator}{} {:+}", factor.code, factor.points);
-    }
+    let message = score_message(score, band, &factors);
     let action = Action::SetScore {
         score,
         band,
@@ -292,6 +288,24 @@ fn set_score(score: Dynamic, band: Dynamic, factors: Dynamic) -> FnResult {
     push("set_score", None, RISK_SCORE.to_owned(), message, |_| {
         Ok(action)
     })
+}
+
+/// `risk score 72, band D: DAYS_PAST_DUE +40, EXTERNAL_SCORE_STRONG -5`, written
+/// without `format!` (a risky client's score lists about eight factors).
+fn score_message(score: u8, band: Band, factors: &[Factor]) -> String {
+    let mut numbers = itoa::Buffer::new();
+    let mut message = String::with_capacity(32 + 24 * factors.len());
+    message.push_str("risk score ");
+    message.push_str(numbers.format(score));
+    message.push_str(", band ");
+    message.push_str(band.as_str());
+    for (i, factor) in factors.iter().filter(|f| f.points != 0).enumerate() {
+        message.push_str(if i == 0 { ": " } else { ", " });
+        message.push_str(&factor.code);
+        message.push_str(if factor.points < 0 { " " } else { " +" });
+        message.push_str(numbers.format(factor.points));
+    }
+    message
 }
 
 fn factors_arg(factors: Dynamic) -> Result<Vec<Factor>, String> {
@@ -309,7 +323,10 @@ fn factors_arg(factors: Dynamic) -> Result<Vec<Factor>, String> {
             })?;
             let code = map
                 .get("code")
-                .and_then(|c| c.clone().into_string().ok())
+                .and_then(|c| {
+                    c.read_lock::<rhai::ImmutableString>()
+                        .map(|c| c.to_string())
+                })
                 .filter(|c| valid_code(c))
                 .ok_or("set_score: factor code must be a reason code like \"DAYS_PAST_DUE\"")?;
             let points = map

@@ -104,8 +104,9 @@ const MAX_CACHED_POLICIES: usize = 256;
 pub(crate) struct Sandbox {
     pub engine: Engine,
     /// Per policy, keyed by its AST's address (the entry holds the AST so the
-    /// address is not reused); all dropped past `MAX_CACHED_POLICIES`.
-    policies: RefCell<HashMap<usize, Learnt>>,
+    /// address is not reused); all dropped past `MAX_CACHED_POLICIES`. Looked up
+    /// three times a stage: hashed with ahash, not SipHash (addresses, not input).
+    policies: RefCell<HashMap<usize, Learnt, ahash::RandomState>>,
 }
 
 /// What a thread learnt running one policy.
@@ -128,7 +129,7 @@ impl Sandbox {
     fn new(limits: &Limits) -> Self {
         Self {
             engine: build(limits),
-            policies: RefCell::new(HashMap::new()),
+            policies: RefCell::new(HashMap::default()),
         }
     }
 

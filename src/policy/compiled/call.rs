@@ -122,37 +122,43 @@ pub(super) fn on_variable(
         resolve(&mut env.ctx, hash, types)?;
         return Ok(Dynamic::from_bool(input.has_key(&key)));
     }
-    let (mut copy, slot) = match var {
-        Var::Input(i) => (JsonInput::value_of(env.inputs[i]), None),
-        Var::Const(s) => (env.locals[s].clone(), None),
-        Var::Loop(s) if env.locals[s].is_read_only() => (env.locals[s].clone(), None),
-        Var::Let(s) | Var::Loop(s) => (Dynamic::UNIT, Some(s)),
+    // A read-only variable (a constant, or a loop variable over one) keeps
+    // its slot: rhai copies it for the call, but a pure method cannot change
+    // it (rhai passes a constant by reference to one in method-call style),
+    // so only a function taking it by value gets a copy, as a `let` does.
+    let (mut copy, slot, read_only) = match var {
+        Var::Input(i) => (JsonInput::value_of(env.inputs[i]), None, true),
+        Var::Const(s) => (Dynamic::UNIT, Some(s), true),
+        Var::Loop(s) => (Dynamic::UNIT, Some(s), env.locals[s].is_read_only()),
+        Var::Let(s) => (Dynamic::UNIT, Some(s), false),
     };
-    let first = match slot {
-        Some(s) => &mut env.locals[s],
-        None => &mut copy,
-    };
-    let types = std::iter::once(first.type_id()).chain(rest.iter().map(Dynamic::type_id));
+    let first_type = slot.map_or_else(|| copy.type_id(), |s| env.locals[s].type_id());
+    let types = std::iter::once(first_type).chain(rest.iter().map(Dynamic::type_id));
     let resolved = resolve(&mut env.ctx, hash, types)?;
-    if slot.is_none() && !resolved.func.is_pure() {
+    if read_only && !resolved.func.is_pure() {
         return Err(Stop::Bail);
     }
     // A function that takes its first argument by value gets a copy.
     let mut taken;
-    let first = if slot.is_some() && !resolved.func.is_method() {
-        taken = first.clone();
-        &mut taken
-    } else {
-        first
+    let first = match slot {
+        None => &mut copy,
+        Some(s) if !resolved.func.is_method() => {
+            taken = env.locals[s].clone();
+            &mut taken
+        }
+        Some(s) => &mut env.locals[s],
     };
     let mut args: Args<'_> = SmallVec::new();
     args.push(first);
     args.extend(rest.iter_mut());
     let value = invoke(&env.ctx, &resolved, name, &mut args)?;
-    env.ctx
-        .engine
-        .ensure_data_size_within_limits(args[0])
-        .map_err(|_| Stop::Bail)?;
+    // What a method may have changed (a pure one on a read-only value cannot).
+    if !(read_only && slot.is_some()) {
+        env.ctx
+            .engine
+            .ensure_data_size_within_limits(args[0])
+            .map_err(|_| Stop::Bail)?;
+    }
     Ok(value)
 }
 

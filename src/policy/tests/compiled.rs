@@ -219,6 +219,12 @@ const EDGES: &[&str] = &[
     "decline(\"X\", 42);",
     "let a = [1, [2, 3], #{k: \"v\"}]; note(\"A\", `${a[1][0]} ${a[2].k} ${a.len()}`);",
     "let v = [1, 2, 3][1] + #{a: 5}.a + \"abc\".len() + [client.alerts.negative, 2][0]; note(\"V\", `${v}`);",
+    "const L = [\"a\", \"b\"]; const M = #{a: 1}; let x = \"a\" in L; let y = contains(L, \"c\"); let z = \"a\" in M; for e in L { x = \"x\" in L; } note(\"C\", `${x} ${y} ${z} ${len(L)} ${L}`);",
+    "const L = [1]; push(L, 2);",
+    "const L = [1]; L.push(2);",
+    "const L = [[1], [2]]; for e in L { e.push(3); } note(\"L\", `${L}`);",
+    "let l = [[1], [2]]; for e in l { push(e, 3); } note(\"L\", `${l}`);",
+    "const S = \"abc\"; let n = len(S) + S.len(); let t = sub_string(S, 1); note(\"N\", `${n} ${t} ${S}`);",
 ];
 
 #[test]

@@ -8,12 +8,12 @@ fn set_score_records_score_band_factors_and_a_reason() {
     let r = run(
         &request("1000.00"),
         &[
-            r#"set_score(72, "D", [#{code: "DAYS_PAST_DUE", points: 30}, #{code: "ALERTS", points: 0}]);"#,
+            r#"set_score(72, "D", [#{code: "ALERTS", points: 0}, #{code: "DAYS_PAST_DUE", points: 30}, #{code: "SCORE_STRONG", points: -5}]);"#,
         ],
     );
     assert_eq!((r.score, r.band), (Some(72), Some(Band::D)));
     assert_eq!(
-        r.factors[0],
+        r.factors[1],
         Factor {
             code: "DAYS_PAST_DUE".into(),
             points: 30
@@ -21,8 +21,8 @@ fn set_score_records_score_band_factors_and_a_reason() {
     );
     assert_eq!(r.reasons[0].code, RISK_SCORE);
     assert_eq!(
-        r.reasons[0].message,
-        "risk score 72, band D: DAYS_PAST_DUE +30"
+        r.reasons[0].message, "risk score 72, band D: DAYS_PAST_DUE +30, SCORE_STRONG -5",
+        "factors of 0 points are not listed"
     );
     assert_eq!(r.outcome, Outcome::Approved);
 }
