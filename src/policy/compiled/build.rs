@@ -23,6 +23,9 @@ pub(super) struct Compiler<'e> {
     /// Names in sight, innermost last; the inputs first, never out of sight.
     names: Vec<(String, Var)>,
     slots: usize,
+    /// `let` variables read for the last time by the statement being compiled:
+    /// moved out of their slot rather than copied (see [`Compiler::program`]).
+    last_reads: Vec<String>,
 }
 
 /// Reads a variable, counting the expression.
@@ -37,6 +40,31 @@ fn read(var: Var) -> Code {
             Ok(env.locals[s].clone())
         }),
     }
+}
+
+/// The variables a statement that is a call `f(a, b, …)` of distinct plain
+/// variables and literals passes: read there and nowhere else in it. Empty
+/// for any other statement (a variable read twice must stay in its slot).
+fn last_reads(stmt: &Stmt) -> Vec<String> {
+    let call = match stmt {
+        Stmt::FnCall(x, ..) => x,
+        Stmt::Expr(e) => match &**e {
+            Expr::FnCall(x, ..) => x,
+            _ => return Vec::new(),
+        },
+        _ => return Vec::new(),
+    };
+    let mut names: Vec<String> = Vec::with_capacity(call.args.len());
+    for arg in &call.args {
+        match arg {
+            Expr::Variable(v, ..) if !names.iter().any(|n| n == v.1.as_str()) => {
+                names.push(v.1.to_string());
+            }
+            _ if arg.is_constant() => {}
+            _ => return Vec::new(),
+        }
+    }
+    names
 }
 
 /// A literal value, counting the expression.
@@ -107,15 +135,24 @@ impl<'e> Compiler<'e> {
                 .map(|(i, n)| (n.clone(), Var::Input(i)))
                 .collect(),
             slots: 0,
+            last_reads: Vec::new(),
         }
     }
 
     /// The top-level statements and the number of slots they need.
+    ///
+    /// The last statement reads the variables it passes to a call for the last
+    /// time (nothing runs after it), so those are moved into the call: a
+    /// scoring policy's `set_score(score, band, factors)` no longer copies its
+    /// factors, maps and all.
     pub fn program(mut self, stmts: &[Stmt]) -> Option<(Vec<Code>, usize)> {
-        let body = stmts
-            .iter()
-            .map(|s| self.stmt(s))
-            .collect::<Option<Vec<_>>>()?;
+        let mut body = Vec::with_capacity(stmts.len());
+        for (i, stmt) in stmts.iter().enumerate() {
+            if i + 1 == stmts.len() {
+                self.last_reads = last_reads(stmt);
+            }
+            body.push(self.stmt(stmt)?);
+        }
         Some((body, self.slots))
     }
 
@@ -293,7 +330,15 @@ impl<'e> Compiler<'e> {
             | Expr::StringConstant(..)
             | Expr::BoolConstant(..)
             | Expr::Unit(..) => literal(expr.get_literal_value(None)?),
-            Expr::Variable(v, ..) => read(self.lookup(v.1.as_str())?),
+            Expr::Variable(v, ..) => match self.lookup(v.1.as_str())? {
+                Var::Let(s) if self.last_reads.iter().any(|n| n == v.1.as_str()) => {
+                    Box::new(move |env| {
+                        env.ctx.count(1)?;
+                        Ok(std::mem::take(&mut env.locals[s]))
+                    })
+                }
+                var => read(var),
+            },
             Expr::FnCall(x, ..) => counted(call::compile(self, x)?),
             Expr::Dot(..) | Expr::Index(..) => counted(chain::compile(self, expr)?),
             Expr::Stmt(block) => counted(self.block(block.statements())?),

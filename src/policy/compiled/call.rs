@@ -162,6 +162,36 @@ pub(super) fn on_variable(
     Ok(value)
 }
 
+/// An operand read where it is, not copied: a literal, or a script variable
+/// (each counts one operation, as `Compiler::arg` would). An input is not one:
+/// its value is made from the JSON when read.
+enum Operand {
+    Literal(Dynamic),
+    Slot(usize),
+}
+
+impl Operand {
+    fn of(c: &Compiler<'_>, expr: &rhai::Expr) -> Option<Self> {
+        if let Some(value) = expr.get_literal_value(None) {
+            return Some(Self::Literal(value));
+        }
+        match expr {
+            rhai::Expr::Variable(v, ..) => match c.lookup(v.1.as_str())? {
+                Var::Let(s) | Var::Const(s) | Var::Loop(s) => Some(Self::Slot(s)),
+                Var::Input(_) => None,
+            },
+            _ => None,
+        }
+    }
+
+    fn get<'e>(&'e self, env: &'e super::Env<'_>) -> &'e Dynamic {
+        match self {
+            Self::Literal(value) => value,
+            Self::Slot(s) => &env.locals[*s],
+        }
+    }
+}
+
 /// Compiles a call (the expression's or statement's own operation is counted by the caller).
 pub(super) fn compile(c: &mut Compiler<'_>, x: &FnCallExpr) -> Option<Code> {
     let hash = x.hashes.native();
@@ -185,6 +215,18 @@ pub(super) fn compile(c: &mut Compiler<'_>, x: &FnCallExpr) -> Option<Code> {
             [lhs, rhs] => {
                 // Other operators (`**`, ranges, bit operations…) stay interpreted.
                 let op = ops::binary_op(token)?;
+                if let (Some(l), Some(r)) = (Operand::of(c, lhs), Operand::of(c, rhs)) {
+                    // Neither side can change the other: both read in place.
+                    return Some(Box::new(move |env| {
+                        env.ctx.count(2)?;
+                        let (x, y) = (l.get(env), r.get(env));
+                        if x.is_variant() || y.is_variant() {
+                            let (mut x, mut y) = (x.clone(), y.clone());
+                            return native(&mut env.ctx, &name, hash, &mut [&mut x, &mut y]);
+                        }
+                        ops::binary(op, x, y)
+                    }));
+                }
                 let (lhs, rhs) = (c.arg(lhs)?, c.arg(rhs)?);
                 Some(Box::new(move |env| {
                     let mut x = lhs(env)?;

@@ -216,7 +216,9 @@ impl Program {
                 max_ops,
             },
             inputs,
-            locals: vec![Dynamic::UNIT; self.slots],
+            locals: std::iter::repeat_with(|| Dynamic::UNIT)
+                .take(self.slots)
+                .collect(),
             memo,
         };
         for code in &self.body {

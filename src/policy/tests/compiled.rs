@@ -225,6 +225,13 @@ const EDGES: &[&str] = &[
     "const L = [[1], [2]]; for e in L { e.push(3); } note(\"L\", `${L}`);",
     "let l = [[1], [2]]; for e in l { push(e, 3); } note(\"L\", `${l}`);",
     "const S = \"abc\"; let n = len(S) + S.len(); let t = sub_string(S, 1); note(\"N\", `${n} ${t} ${S}`);",
+    "let f = []; f.add_factor(\"A\", 3); let s = 3; let b = \"A\"; set_score(s, b, f);",
+    "let f = []; f.add_factor(\"A\", 3); set_score(3, \"A\", f);",
+    "let c = \"C\"; note(c, c);",
+    "let c = \"C\"; let m = [1]; note(c, `${m}`);",
+    "let c = \"C\"; let m = \"msg\"; note(c, m);",
+    "let x = [1]; let y = 2; push(x, y);",
+    "let f = [#{code: \"A\", points: 150}]; set_score(50, \"C\", f);",
 ];
 
 #[test]
