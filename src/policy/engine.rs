@@ -19,7 +19,7 @@ use rhai::{
 use serde::{Deserialize, Serialize};
 
 use super::Trigger;
-use super::compiled::{Inputs, Memo, Program, Variants};
+use super::compiled::{Memo, Variants};
 use super::effects::{self, Recorded};
 use super::fast_paths;
 use super::input::JsonInput;
@@ -146,19 +146,6 @@ impl Sandbox {
             variants: Variants::default(),
         });
         Some(f(learnt))
-    }
-
-    /// This thread's compiled form of `ast` for the inputs in `scope`, and
-    /// those inputs by reference.
-    fn program<'s>(
-        &self,
-        ast: &Arc<AST>,
-        scope: &'s Scope<'_>,
-    ) -> Option<(Rc<Program>, Inputs<'s>)> {
-        self.learnt(ast, |learnt| {
-            learnt.variants.get(&self.engine, &learnt.ast, scope)
-        })
-        .flatten()
     }
 
     fn take_caches(&self, ast: &Arc<AST>) -> Caches {
@@ -465,16 +452,13 @@ pub(crate) fn eval_stage(
     memo: &mut Memo,
 ) -> StageRun {
     let engine = &sandbox.engine;
-    let mut caches = sandbox.take_caches(ast);
     // What `Engine::run_ast_with_scope` does, with this policy's caches.
     let mut global = engine.new_global_runtime_state();
     global.lib.push(ast.shared_lib().clone());
     let guard = FrameGuard::enter(frame, limits.deadline(started));
     if limits.compile
-        && let Some(operations) =
-            run_compiled(sandbox, limits, &global, &mut caches, scope, ast, memo)
+        && let Some(operations) = run_compiled(sandbox, limits, &global, scope, ast, memo)
     {
-        sandbox.keep_caches(ast, caches);
         STAGES_COMPILED.fetch_add(1, Ordering::Relaxed);
         #[cfg(test)]
         let _ = COMPILED_RUNS.try_with(|n| n.set(n.get() + 1));
@@ -490,6 +474,7 @@ pub(crate) fn eval_stage(
     }
     guard.reset();
     STAGES_INTERPRETED.fetch_add(1, Ordering::Relaxed);
+    let mut caches = sandbox.take_caches(ast);
     JsonInput::materialize(scope);
     // Unwinding costs nothing unless a panic happens; the guard resets the
     // thread-local state either way.
@@ -528,23 +513,29 @@ pub(crate) fn eval_stage(
 }
 
 /// Runs the compiled form of `ast`, if it has one; `None` when it gave up
-/// (or panicked), and the interpreter must run the stage.
+/// (or panicked), and the interpreter must run the stage. The compiled code
+/// calls through the policy's resolution caches where the thread keeps them
+/// (only reading them: nothing to put back).
 fn run_compiled(
     sandbox: &Sandbox,
     limits: &Limits,
     global: &GlobalRuntimeState,
-    caches: &mut Caches,
     scope: &Scope<'static>,
     ast: &Arc<AST>,
     memo: &mut Memo,
 ) -> Option<u64> {
-    let (program, inputs) = sandbox.program(ast, scope)?;
     let engine = &sandbox.engine;
-    catch_unwind(AssertUnwindSafe(|| {
-        program.run(engine, global, caches, &inputs, memo, limits.max_operations)
-    }))
-    .ok()
-    .flatten()
+    sandbox
+        .learnt(ast, |learnt| {
+            let (program, inputs) = learnt.variants.get(engine, &learnt.ast, scope)?;
+            let caches = learnt.caches.get_or_insert_with(Caches::default);
+            catch_unwind(AssertUnwindSafe(|| {
+                program.run(engine, global, caches, &inputs, memo, limits.max_operations)
+            }))
+            .ok()
+            .flatten()
+        })
+        .flatten()
 }
 
 /// `eval_statements_raw` is the one entry point that takes the caches

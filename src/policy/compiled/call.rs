@@ -192,6 +192,37 @@ impl Operand {
     }
 }
 
+/// An operand of a binary operator: read in place, or computed.
+enum Side {
+    Plain(Operand),
+    Code(Code),
+}
+
+impl Side {
+    fn of(c: &mut Compiler<'_>, expr: &rhai::Expr) -> Option<Self> {
+        match Operand::of(c, expr) {
+            Some(operand) => Some(Self::Plain(operand)),
+            None => c.arg(expr).map(Self::Code),
+        }
+    }
+
+    /// Runs a computed operand; a plain one only counts its operation.
+    fn eval(&self, env: &mut super::Env<'_>) -> Res {
+        match self {
+            Self::Code(code) => code(env),
+            Self::Plain(_) => env.ctx.count(1).map(|()| Dynamic::UNIT),
+        }
+    }
+
+    /// The operand's value: `computed` by [`Self::eval`], or read in place.
+    fn value<'e>(&'e self, computed: &'e Dynamic, env: &'e super::Env<'_>) -> &'e Dynamic {
+        match self {
+            Self::Code(_) => computed,
+            Self::Plain(operand) => operand.get(env),
+        }
+    }
+}
+
 /// Compiles a call (the expression's or statement's own operation is counted by the caller).
 pub(super) fn compile(c: &mut Compiler<'_>, x: &FnCallExpr) -> Option<Code> {
     let hash = x.hashes.native();
@@ -215,27 +246,26 @@ pub(super) fn compile(c: &mut Compiler<'_>, x: &FnCallExpr) -> Option<Code> {
             [lhs, rhs] => {
                 // Other operators (`**`, ranges, bit operations…) stay interpreted.
                 let op = ops::binary_op(token)?;
-                if let (Some(l), Some(r)) = (Operand::of(c, lhs), Operand::of(c, rhs)) {
-                    // Neither side can change the other: both read in place.
-                    return Some(Box::new(move |env| {
-                        env.ctx.count(2)?;
-                        let (x, y) = (l.get(env), r.get(env));
-                        if x.is_variant() || y.is_variant() {
-                            let (mut x, mut y) = (x.clone(), y.clone());
-                            return native(&mut env.ctx, &name, hash, &mut [&mut x, &mut y]);
-                        }
-                        ops::binary(op, x, y)
-                    }));
-                }
-                let (lhs, rhs) = (c.arg(lhs)?, c.arg(rhs)?);
+                let l = Side::of(c, lhs)?;
+                let r = Side::of(c, rhs)?;
+                let l = match l {
+                    // The right side may change a variable on the left (`x == x.pop()`):
+                    // the left one is copied before the right side runs, as rhai does.
+                    Side::Plain(Operand::Slot(_)) if matches!(r, Side::Code(_)) => {
+                        Side::Code(c.arg(lhs)?)
+                    }
+                    l => l,
+                };
                 Some(Box::new(move |env| {
-                    let mut x = lhs(env)?;
-                    let mut y = rhs(env)?;
+                    let x = l.eval(env)?;
+                    let y = r.eval(env)?;
+                    let (x, y) = (l.value(&x, env), r.value(&y, env));
                     if x.is_variant() || y.is_variant() {
                         // Registered functions come first for custom types.
+                        let (mut x, mut y) = (x.clone(), y.clone());
                         return native(&mut env.ctx, &name, hash, &mut [&mut x, &mut y]);
                     }
-                    ops::binary(op, &x, &y)
+                    ops::binary(op, x, y)
                 }))
             }
             _ => None,

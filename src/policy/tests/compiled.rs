@@ -232,6 +232,8 @@ const EDGES: &[&str] = &[
     "let c = \"C\"; let m = \"msg\"; note(c, m);",
     "let x = [1]; let y = 2; push(x, y);",
     "let f = [#{code: \"A\", points: 150}]; set_score(50, \"C\", f);",
+    "let x = 2; let b = x + { x = 5; 3 }; let c = { x = 7; 1 } + x; note(\"B\", `${b} ${c} ${x}`);",
+    "let x = 3; const Y = 4; let z = x < Y && \"a\" != x && 2 * x >= Y - 1 && 1.5 < x; note(\"Z\", `${z}`);",
 ];
 
 #[test]
