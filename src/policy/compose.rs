@@ -109,6 +109,10 @@ pub(crate) struct Composition {
     reasons: Vec<Reason>,
     /// Keys of `decision` that effects changed since the map was last written.
     stale: u16,
+    /// The last score's factors as `decision.factors` shows them, handed over
+    /// by `set_score` (see [`Self::show_factors`]): moved into the map rather
+    /// than built again, map by map.
+    shown_factors: Option<Dynamic>,
 }
 
 impl Composition {
@@ -135,6 +139,7 @@ impl Composition {
             failed: false,
             reasons: Vec::new(),
             stale: 0,
+            shown_factors: None,
         }
     }
 
@@ -144,7 +149,10 @@ impl Composition {
                 score,
                 band,
                 factors,
-            } => self.score = Some((*score, *band, factors.clone())),
+            } => {
+                self.score = Some((*score, *band, factors.clone()));
+                self.shown_factors = None;
+            }
             Action::SetLimit { amount } => self.limit = Some(*amount),
             Action::CapAmount { amount } => {
                 self.approved_amount =
@@ -213,6 +221,7 @@ impl Composition {
     /// because reading a missing property is an error.
     pub(crate) fn decision_map(&mut self) -> Map {
         self.stale = 0;
+        self.shown_factors = None;
         // A copy of the keys, filled in place: the template and the fields are in
         // the same (key) order, so no key is sorted, compared or searched.
         let mut map = DECISION_KEYS.with(Map::clone);
@@ -220,6 +229,13 @@ impl Composition {
             *slot = self.decision_value(field);
         }
         map
+    }
+
+    /// Takes `factors`, the array the last score applied was set from, as
+    /// `decision.factors` (the caller vouches that it holds exactly the
+    /// score's factors as [`Self::decision_value`] would build them).
+    pub(crate) fn show_factors(&mut self, factors: Dynamic) {
+        self.shown_factors = Some(factors);
     }
 
     /// Whether effects changed `decision` since it was last built or updated.
@@ -233,7 +249,13 @@ impl Composition {
     pub(crate) fn update_decision_map(&mut self, map: &mut Map) {
         for field in DecisionField::ALL {
             if self.stale & field.bit() != 0 {
-                let value = self.decision_value(field).into_read_only();
+                let shown = match field {
+                    DecisionField::Factors => self.shown_factors.take(),
+                    _ => None,
+                };
+                let value = shown
+                    .unwrap_or_else(|| self.decision_value(field))
+                    .into_read_only();
                 // Every key is there from `decision_map`: replaced where it is.
                 match map.get_mut(field.name()) {
                     Some(slot) => *slot = value,

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use rhai::{Dynamic, Engine, EvalAltResult, Map};
+use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
@@ -102,11 +102,14 @@ pub enum Action {
 }
 
 /// An effect as recorded by a script, before the stage names it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub(crate) struct Recorded {
     pub action: Action,
     pub code: String,
     pub message: String,
+    /// `set_score`'s factors as the script passed them, when that is exactly
+    /// how `decision.factors` shows them (see `Composition::show_factors`).
+    pub shown: Option<Dynamic>,
 }
 
 /// An effect with the policy version that produced it.
@@ -247,6 +250,17 @@ fn push(
     message: String,
     action: impl FnOnce(&Frame) -> Result<Action, String>,
 ) -> FnResult {
+    push_shown(func, only, code, message, None, action)
+}
+
+fn push_shown(
+    func: &str,
+    only: Option<Trigger>,
+    code: String,
+    message: String,
+    shown: Option<Dynamic>,
+    action: impl FnOnce(&Frame) -> Result<Action, String>,
+) -> FnResult {
     with_frame(|frame| {
         if let Some(trigger) = only.filter(|t| *t != frame.trigger) {
             return Err(format!("{func} is only available in {trigger} policies"));
@@ -262,6 +276,7 @@ fn push(
             action,
             code,
             message,
+            shown,
         });
         Ok(())
     })
@@ -278,16 +293,22 @@ fn set_score(score: Dynamic, band: Dynamic, factors: Dynamic) -> FnResult {
     let band: Band = string_arg("set_score", "band", band)?
         .parse()
         .map_err(|e| format!("set_score: {e}"))?;
-    let factors = factors_arg(factors)?;
-    let message = score_message(score, band, &factors);
+    let (list, plain) = factors_arg(&factors)?;
+    let message = score_message(score, band, &list);
     let action = Action::SetScore {
         score,
         band,
-        factors,
+        factors: list,
     };
-    push("set_score", None, RISK_SCORE.to_owned(), message, |_| {
-        Ok(action)
-    })
+    let shown = plain.then_some(factors);
+    push_shown(
+        "set_score",
+        None,
+        RISK_SCORE.to_owned(),
+        message,
+        shown,
+        |_| Ok(action),
+    )
 }
 
 /// `risk score 72, band D: DAYS_PAST_DUE +40, EXTERNAL_SCORE_STRONG -5`, written
@@ -308,34 +329,43 @@ fn score_message(score: u8, band: Band, factors: &[Factor]) -> String {
     message
 }
 
-fn factors_arg(factors: Dynamic) -> Result<Vec<Factor>, String> {
-    let items = factors
-        .into_array()
-        .map_err(|t| format!("set_score: factors must be an array, got {t}"))?;
+/// The factors, and whether the array holds nothing else: unshared maps of
+/// exactly `code` and `points`, as `decision.factors` shows them.
+fn factors_arg(factors: &Dynamic) -> Result<(Vec<Factor>, bool), String> {
+    let items = factors.read_lock::<Array>().ok_or_else(|| {
+        format!(
+            "set_score: factors must be an array, got {}",
+            factors.type_name()
+        )
+    })?;
     if items.len() > MAX_FACTORS {
         return Err(format!("set_score: at most {MAX_FACTORS} factors"));
     }
-    items
-        .into_iter()
-        .map(|item| {
-            let map = item.try_cast::<Map>().ok_or_else(|| {
-                "set_score: each factor must be a map #{code: \"…\", points: n}".to_owned()
-            })?;
-            let code = map
-                .get("code")
-                .and_then(|c| {
-                    c.read_lock::<rhai::ImmutableString>()
-                        .map(|c| c.to_string())
-                })
-                .filter(|c| valid_code(c))
-                .ok_or("set_score: factor code must be a reason code like \"DAYS_PAST_DUE\"")?;
-            let points = map
-                .get("points")
-                .and_then(|p| p.as_int().ok())
-                .ok_or("set_score: factor points must be an integer")?;
-            Ok(Factor { code, points })
-        })
-        .collect()
+    let mut plain = !factors.is_shared();
+    let mut list = Vec::with_capacity(items.len());
+    for item in items.iter() {
+        let map = item.read_lock::<Map>().ok_or_else(|| {
+            "set_score: each factor must be a map #{code: \"…\", points: n}".to_owned()
+        })?;
+        let code = map.get("code");
+        let points = map.get("points");
+        plain &= map.len() == 2
+            && !item.is_shared()
+            && code.is_some_and(|c| !c.is_shared())
+            && points.is_some_and(|p| !p.is_shared());
+        let code = code
+            .and_then(|c| {
+                c.read_lock::<rhai::ImmutableString>()
+                    .map(|c| c.to_string())
+            })
+            .filter(|c| valid_code(c))
+            .ok_or("set_score: factor code must be a reason code like \"DAYS_PAST_DUE\"")?;
+        let points = points
+            .and_then(|p| p.as_int().ok())
+            .ok_or("set_score: factor points must be an integer")?;
+        list.push(Factor { code, points });
+    }
+    Ok((list, plain))
 }
 
 fn days_arg(days: &Dynamic) -> Result<u32, String> {

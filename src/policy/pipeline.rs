@@ -7,7 +7,7 @@ use rhai::{Dynamic, Map, Scope};
 use super::cache::CompiledPolicy;
 use super::compiled::Memo;
 use super::compose::{Composition, PipelineResult, StageTrace};
-use super::effects::Effect;
+use super::effects::{Action, Effect};
 use super::engine::{Frame, Limits, Sandbox, eval_stage};
 use super::input::PolicyInput;
 
@@ -92,13 +92,23 @@ pub(crate) fn run(
             &mut memo,
         );
         let duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        // The last score's factors, when `set_score` handed them over as shown.
+        let mut shown = None;
         let effects: Vec<Effect> = run
             .effects
             .into_iter()
-            .map(|recorded| Effect::new(&stage.name, stage.version, recorded))
+            .map(|mut recorded| {
+                if matches!(recorded.action, Action::SetScore { .. }) {
+                    shown = Some(recorded.shown.take());
+                }
+                Effect::new(&stage.name, stage.version, recorded)
+            })
             .collect();
         if run.error.is_none() {
             effects.iter().for_each(|e| composition.apply(e));
+            if let Some(Some(factors)) = shown {
+                composition.show_factors(factors);
+            }
         }
         let failed = run.error.as_ref().map(|e| e.kind.describe());
         trace.push(StageTrace {

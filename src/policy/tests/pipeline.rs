@@ -105,6 +105,43 @@ fn later_stages_see_the_decision_so_far() {
 }
 
 #[test]
+fn decision_factors_are_the_scores_factors_however_they_were_passed() {
+    // `set_score` hands a list of plain `#{code, points}` maps over as
+    // `decision.factors`; any other list is shown rebuilt from the factors.
+    let engine = PolicyEngine::default();
+    let shown = "note(\"F\", `${decision.factors}`); decision.factors[0].points = 0;";
+    let a3_b2 = r#"[#{"code": "A", "points": 3}, #{"code": "B", "points": -2}]"#;
+    for (scoring, expected) in [
+        (
+            r#"let f = []; f.add_factor("A", 3); f.add_factor("Z", 0); f.add_factor("B", -2); set_score(1, "A", f);"#,
+            a3_b2,
+        ),
+        (
+            r#"set_score(1, "A", [#{code: "A", points: 3, why: "x"}, #{points: -2, code: "B"}]);"#,
+            a3_b2,
+        ),
+        (
+            r#"let f = [#{code: "A", points: 3}, #{code: "B", points: -2}]; set_score(1, "A", f); f[0].points = 9;"#,
+            a3_b2,
+        ),
+        (
+            r#"set_score(1, "A", [#{code: "Q", points: 1}]); set_score(2, "A", [#{code: "A", points: 3, w: 1}, #{code: "B", points: -2}]);"#,
+            a3_b2,
+        ),
+        (r#"set_score(1, "A", []);"#, "[]"),
+    ] {
+        let stages = stages(&engine, &[scoring, shown]);
+        for run in 1..=3 {
+            let r = engine.run(&stages, &request("1.00"));
+            let note = &r.trace[1].effects[0].message;
+            assert_eq!(note, expected, "{scoring}, run {run}");
+            // And read-only, as everything an earlier stage wrote.
+            assert_eq!(failure(&r).kind, StageErrorKind::Runtime, "{scoring}");
+        }
+    }
+}
+
+#[test]
 fn a_failing_stage_fails_safe_to_review() {
     let r = run(
         &request("1000.00"),
