@@ -332,6 +332,7 @@ fn check(value: &Value, money: bool, depth: usize) -> Result<(), InputError> {
                 check(item, is_money_field(key), depth + 1).map_err(|e| e.within(key))?;
             }
         }
+        Value::String(s) if money && plain_digits(s).is_some_and(|n| n <= ALWAYS_EXACT_DIGITS) => {}
         Value::String(_) | Value::Bool(_) | Value::Number(_) if money => {
             let _ = scalar(value, true)?;
         }
@@ -427,19 +428,53 @@ fn number(n: &Number, money: bool) -> Result<Dynamic, InputError> {
 
 /// A plain decimal string: no exponent, sign `+`, spaces or separators.
 fn parse_money(s: &str) -> Option<Decimal> {
+    plain_digits(s)?;
+    Decimal::from_str_exact(s).ok()
+}
+
+/// The digits of a plain decimal string (a missing fraction counts one), `None`
+/// for any other string.
+fn plain_digits(s: &str) -> Option<usize> {
     let digits = s.strip_prefix('-').unwrap_or(s);
     let (int, frac) = digits.split_once('.').unwrap_or((digits, "0"));
     let plain = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
-    if !(plain(int) && plain(frac)) {
-        return None;
-    }
-    Decimal::from_str_exact(s).ok()
+    (plain(int) && plain(frac)).then(|| int.len() + frac.len())
 }
+
+/// Up to this many digits a plain decimal string is always an exact `Decimal`
+/// (its 96-bit mantissa holds any 28 digits, and 28 is its largest scale), so
+/// [`check`] need not parse it.
+const ALWAYS_EXACT_DIGITS: usize = 28;
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn money_the_check_does_not_parse_always_parses() {
+        let nines = |n: usize| "9".repeat(n);
+        let mut cases = vec!["0".to_owned(), "-0.00".into(), "1.".into(), ".5".into()];
+        for total in 26..=31 {
+            for scale in [0, 1, 2, 14, 27, 28, 29] {
+                if scale < total {
+                    let s = format!("{}.{}", nines(total - scale), nines(scale));
+                    cases.push(s.clone());
+                    cases.push(format!("-{s}"));
+                }
+            }
+            cases.push(nines(total));
+        }
+        for s in &cases {
+            if plain_digits(s).is_some_and(|n| n <= ALWAYS_EXACT_DIGITS) {
+                assert!(parse_money(s).is_some(), "{s}");
+            }
+            // Either way the check answers as the conversion does.
+            let value = json!({ "amount": s });
+            let checked = check(&value, false, 0).is_ok();
+            assert_eq!(checked, parse_money(s).is_some(), "{s}");
+        }
+    }
 
     fn client() -> Value {
         json!({
