@@ -296,12 +296,7 @@ impl Composition {
                 self.score
                     .iter()
                     .flat_map(|(.., factors)| factors)
-                    .map(|f| {
-                        let mut m = Map::new();
-                        m.insert("code".into(), f.code.as_str().into());
-                        m.insert("points".into(), Dynamic::from_int(f.points));
-                        Dynamic::from_map(m)
-                    })
+                    .map(|f| super::scorecard::factor(f.code.as_str().into(), f.points))
                     .collect::<Array>(),
             ),
             DecisionField::Declined => self.declined.into(),

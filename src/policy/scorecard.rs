@@ -75,9 +75,15 @@ fn lookup(
 
 fn add_factor(factors: &mut Array, code: ImmutableString, points: INT) {
     if points != 0 {
-        let mut factor = Map::new();
-        factor.insert("code".into(), code.into());
-        factor.insert("points".into(), Dynamic::from_int(points));
-        factors.push(Dynamic::from_map(factor));
+        factors.push(factor(code, points));
     }
+}
+
+/// `#{code, points}`: a factor as scripts build and read it, and as
+/// `decision.factors` shows it (`set_score` hands such a list over as it is).
+pub(crate) fn factor(code: ImmutableString, points: INT) -> Dynamic {
+    let mut factor = Map::new();
+    factor.insert("code".into(), code.into());
+    factor.insert("points".into(), Dynamic::from_int(points));
+    Dynamic::from_map(factor)
 }
