@@ -64,6 +64,9 @@ pub struct Settings {
     /// Seconds between scheduled review passes (clients whose invoices crossed 30/60/90 days
     /// past due or whose cover ended); 0 turns the pass off.
     pub review_interval_secs: u64,
+    /// On SQLite, how long the event writer waits for the senders of its last group to send
+    /// again, so their batches share one transaction and one review a client; 0 never waits.
+    pub events_group_wait_ms: u64,
     /// Run policies compiled to closures (the interpreter where they cannot
     /// be); `false` always interprets. Same results either way: a switch for
     /// an incident, not a tuning knob.
@@ -89,6 +92,7 @@ impl Default for Settings {
             sqlite_busy_timeout_ms: 5_000,
             reservation_ttl_secs: 7 * 24 * 3600,
             review_interval_secs: 600,
+            events_group_wait_ms: 20,
             compile_policies: true,
         }
     }
@@ -187,6 +191,9 @@ impl Settings {
         {
             return Err(invalid("jwt_secret", "must be at least 32 bytes"));
         }
+        if self.events_group_wait_ms > 1_000 {
+            return Err(invalid("events_group_wait_ms", "must be 0 to 1000"));
+        }
         if !(1024..=64 * 1024 * 1024).contains(&self.body_limit) {
             return Err(invalid("body_limit", "must be 1 KiB to 64 MiB"));
         }
@@ -264,6 +271,16 @@ mod tests {
             ..Settings::default()
         };
         assert!(s.validate().unwrap_err().to_string().contains("jwt_secret"));
+        let s = Settings {
+            events_group_wait_ms: 1_001,
+            ..Settings::default()
+        };
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("events_group_wait_ms")
+        );
         assert!(Settings::default().validate().is_ok());
     }
 

@@ -59,6 +59,9 @@ impl AppState {
         let shadow = ShadowFeed::start(store.clone(), Arc::clone(&policies))?;
         let decisions =
             DecisionWriter::start(store.clone(), Arc::clone(&policies), ttl, shadow.clone())?;
+        let events = service::events::Intake::new(std::time::Duration::from_millis(
+            settings.events_group_wait_ms,
+        ));
         Ok(Self {
             settings,
             store,
@@ -66,7 +69,7 @@ impl AppState {
             metrics,
             policies,
             decisions,
-            events: service::events::Intake::default(),
+            events,
             shadow,
         })
     }
