@@ -10,6 +10,7 @@ use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use r2d2::ManageConnection;
 
+use super::checkpoint::Checkpointer;
 use super::schema::client_events;
 use super::{AnyConnection, Manager, Store, StoreError, classify};
 use crate::config::DatabaseTarget;
@@ -19,6 +20,9 @@ use crate::config::DatabaseTarget;
 /// batch probes (event ids, invoices, clients) stay in memory as the tables grow.
 const WRITER_PRAGMAS: &str = "PRAGMA temp_store = MEMORY; PRAGMA cache_size = -65536;";
 
+/// With a checkpoint thread (see `checkpoint`), the writer's commits leave the copying to it.
+const NO_CHECKPOINT: &str = "PRAGMA wal_autocheckpoint = 0;";
+
 /// SQLite has one writer at a time. Concurrent batches on pooled connections queued on the
 /// database lock through SQLite's busy handler, which sleeps and polls (up to 100 ms a try):
 /// the lock sat idle between batches and some failed with "database is locked" after
@@ -26,13 +30,24 @@ const WRITER_PRAGMAS: &str = "PRAGMA temp_store = MEMORY; PRAGMA cache_size = -6
 /// whose statement and page caches stay warm. PostgreSQL needs none of it (row locks).
 #[derive(Clone)]
 pub struct EventWriter {
-    sqlite: Option<Arc<(Manager, Mutex<Option<AnyConnection>>)>>,
+    sqlite: Option<Arc<Sqlite>>,
+}
+
+struct Sqlite {
+    manager: Manager,
+    writer: Mutex<Option<AnyConnection>>,
+    checkpointer: Option<Checkpointer>,
 }
 
 impl EventWriter {
     pub(super) fn new(manager: &Manager) -> Self {
-        let sqlite = matches!(manager.target, DatabaseTarget::Sqlite(_))
-            .then(|| Arc::new((manager.clone(), Mutex::new(None))));
+        let sqlite = matches!(manager.target, DatabaseTarget::Sqlite(_)).then(|| {
+            Arc::new(Sqlite {
+                manager: manager.clone(),
+                writer: Mutex::new(None),
+                checkpointer: Checkpointer::start(manager),
+            })
+        });
         Self { sqlite }
     }
 }
@@ -52,8 +67,12 @@ impl Store {
             let mut conn = self.get()?;
             return f(&mut conn);
         };
-        let (manager, slot) = &**sqlite;
-        let mut guard = slot.lock().unwrap_or_else(PoisonError::into_inner);
+        let Sqlite {
+            manager,
+            writer,
+            checkpointer,
+        } = &**sqlite;
+        let mut guard = writer.lock().unwrap_or_else(PoisonError::into_inner);
         let conn = match guard.take() {
             Some(conn) => conn,
             None => {
@@ -62,9 +81,16 @@ impl Store {
                     .map_err(|e| StoreError::Unavailable(e.to_string()))?;
                 conn.batch_execute(WRITER_PRAGMAS)
                     .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                if checkpointer.is_some() {
+                    conn.batch_execute(NO_CHECKPOINT)
+                        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                }
                 conn
             }
         };
+        if let Some(checkpointer) = checkpointer {
+            checkpointer.before_write();
+        }
         let conn = guard.insert(conn);
         // A caller that panics inside a transaction (a bug) would leave it open, holding
         // SQLite's write lock for every writer: the connection is dropped, which rolls it back.
@@ -77,6 +103,9 @@ impl Store {
         };
         if manager.has_broken(conn) {
             *guard = None;
+        }
+        if let Some(checkpointer) = checkpointer {
+            checkpointer.after_write();
         }
         result
     }

@@ -37,6 +37,7 @@ macro_rules! per_backend {
 pub mod alerts;
 pub mod audit;
 pub mod captured;
+mod checkpoint;
 pub mod clients;
 pub mod decisions;
 pub mod events;
