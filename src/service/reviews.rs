@@ -3,6 +3,7 @@
 //! written back; a changed limit or status, or a referral, is an audit record.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
@@ -102,44 +103,63 @@ pub fn review_read(
     record(conn, stages, read, ran, &cause, actor, now)
 }
 
-/// Clients from this many on, [`run_many`] shares their pipelines with a second thread.
+/// Clients from this many on, [`run_many_while`] shares their pipelines with a second thread.
 const SHARED_FROM: usize = 64;
 
-/// [`run`] for many clients (a batch of events reviews hundreds): the pipelines read nothing
-/// from the database, so from [`SHARED_FROM`] clients on the second half runs on a scoped
-/// helper thread while the caller, who holds the write transaction, runs the first. The runs
-/// come back in order, for the caller to [`record`] in order.
-pub fn run_many(
+/// [`run`] for many clients (a batch of events reviews hundreds) while the caller, who holds
+/// the write transaction, does `meanwhile` (the batch writes its log). The pipelines read
+/// nothing from the database, so from [`SHARED_FROM`] clients on a scoped helper thread starts
+/// on them at once and the caller joins in once `meanwhile` is done, each taking the next
+/// client not yet taken. The runs come back in order, for the caller to [`record`] in order.
+pub fn run_many_while<R>(
     registry: &PolicyRegistry,
     stages: &[Stage],
     reads: &[(Read<'_>, Cause<'_>)],
     now: DateTime<Utc>,
-) -> Vec<Result<Run, ServiceError>> {
+    meanwhile: impl FnOnce() -> R,
+) -> (Vec<Result<Run, ServiceError>>, R) {
     let one =
         |(read, cause): &(Read<'_>, Cause<'_>)| run(registry, stages, &read.client, cause, now);
     if reads.len() < SHARED_FROM {
-        return reads.iter().map(one).collect();
+        let done = meanwhile();
+        return (reads.iter().map(one).collect(), done);
     }
-    let (first, second) = reads.split_at(reads.len() / 2);
-    std::thread::scope(|scope| {
+    let next = AtomicUsize::new(0);
+    let work = || {
+        let mut runs = Vec::new();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(item) = reads.get(i) else {
+                return runs;
+            };
+            runs.push((i, one(item)));
+        }
+    };
+    let (runs, done) = std::thread::scope(|scope| {
         let helper = std::thread::Builder::new()
             .name("review-helper".into())
-            .spawn_scoped(scope, || second.iter().map(one).collect::<Vec<_>>());
-        let mut runs: Vec<_> = first.iter().map(one).collect();
-        match helper {
-            Ok(helper) => match helper.join() {
-                Ok(rest) => runs.extend(rest),
-                Err(_) => runs.extend(
-                    second
-                        .iter()
-                        .map(|_| Err(ServiceError::Internal("a review thread panicked".into()))),
-                ),
-            },
-            // No thread to be had: this one runs them all.
-            Err(_) => runs.extend(second.iter().map(one)),
+            .spawn_scoped(scope, work);
+        let done = meanwhile();
+        // With no helper to be had, this thread runs them all.
+        let mut runs = work();
+        if let Ok(helper) = helper {
+            // A helper that panicked loses the runs it took: they are answered as errors below.
+            runs.extend(helper.join().unwrap_or_default());
         }
-        runs
-    })
+        (runs, done)
+    });
+    let mut ordered: Vec<Option<Result<Run, ServiceError>>> = reads.iter().map(|_| None).collect();
+    for (i, ran) in runs {
+        ordered[i] = Some(ran);
+    }
+    let lost = || Err(ServiceError::Internal("a review thread panicked".into()));
+    (
+        ordered
+            .into_iter()
+            .map(|ran| ran.unwrap_or_else(lost))
+            .collect(),
+        done,
+    )
 }
 
 /// Writes a review [`run`] on `read` (whose client the caller holds locked since it was

@@ -229,6 +229,7 @@ pub fn lock_version(conn: &mut AnyConnection, id: &ClientId) -> Result<Option<i6
 pub fn find_many_for_review(
     conn: &mut AnyConnection,
     ids: &[&str],
+    unlogged: &[live::UnloggedAlert<'_>],
     now: DateTime<Utc>,
 ) -> Result<Vec<(Client, live::Reviewing)>, StoreError> {
     let rows: Vec<ClientRow> = clients::table
@@ -236,7 +237,7 @@ pub fn find_many_for_review(
         .select(ClientRow::as_select())
         .load(conn)
         .map_err(classify)?;
-    let mut reviewing = live::for_reviews(conn, ids, now)?;
+    let mut reviewing = live::for_reviews(conn, ids, unlogged, now)?;
     rows.into_iter()
         .map(|r| {
             let extra = reviewing.remove(&r.client_id).unwrap_or_default();

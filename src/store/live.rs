@@ -164,12 +164,25 @@ pub struct Reviewing {
     pub recent_alerts: Vec<DateTime<Utc>>,
 }
 
+impl Reviewing {
+    fn add_alert(&mut self, negative: bool, at: DateTime<Utc>) {
+        self.read.add_alert(negative);
+        self.recent_alerts.push(at);
+    }
+}
+
+/// A sales alert of the batch being written, not stored yet: (client, negative?, occurred_at).
+pub type UnloggedAlert<'a> = (&'a str, bool, DateTime<Utc>);
+
 /// [`Reviewing`] for the clients of a batch of events, in three queries whatever their number:
 /// one pass over their open invoices gives both the due dates and the overdue figures, one over
-/// their recent alerts both the counts and the dates (each used to be read twice).
+/// their recent alerts both the counts and the dates (each used to be read twice). `unlogged`
+/// are the batch's own alerts, counted as if stored (see `service::events::batch`): an alert
+/// row needs its event's log row, which is written while the reviews run.
 pub fn for_reviews(
     conn: &mut AnyConnection,
     client_ids: &[&str],
+    unlogged: &[UnloggedAlert<'_>],
     now: DateTime<Utc>,
 ) -> Result<HashMap<String, Reviewing>, StoreError> {
     let mut out: HashMap<String, Reviewing> = HashMap::with_capacity(client_ids.len());
@@ -192,9 +205,16 @@ pub fn for_reviews(
         }
     }
     for (client, negative, at) in recent_alerts(conn, client_ids, now)? {
-        let entry = out.entry(client).or_default();
-        entry.read.add_alert(negative);
-        entry.recent_alerts.push(at);
+        out.entry(client).or_default().add_alert(negative, at);
+    }
+    // As `recent_alerts` filters them.
+    let since = recent_alerts_since(now).naive_utc();
+    for &(client, negative, at) in unlogged {
+        if at.naive_utc() > since {
+            out.entry(client.to_owned())
+                .or_default()
+                .add_alert(negative, at);
+        }
     }
     Ok(out)
 }

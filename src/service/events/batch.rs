@@ -102,7 +102,7 @@ pub(super) fn apply(
         }
         answered.push((results, named));
     }
-    b.write(conn)?;
+    b.write_invoices(conn)?;
     let reviews = b.review(conn, registry)?;
     Ok(answered
         .into_iter()
@@ -310,21 +310,27 @@ impl<'a> Batch<'a> {
     }
 
     /// Re-scores and reviews each client with accepted events, once, on its new state; its
-    /// projection is written with the review. The clients, their open due dates and their
-    /// recent alerts are read for all of them at once (six queries), after the invoices and
-    /// alerts of the batch are written.
+    /// projection is written with the review. The clients, their open invoices, recent alerts
+    /// and reservations are read for all of them at once, after the batch's invoices are
+    /// written; its alerts, not logged yet, are counted in memory. Their pipelines run while
+    /// the batch's log is written (see [`reviews::run_many_while`]).
     fn review(
         &self,
         conn: &mut AnyConnection,
         registry: &PolicyRegistry,
     ) -> Result<Vec<ReviewRef>, ServiceError> {
         if self.touched.is_empty() {
-            return Ok(Vec::new());
+            return self.write_log(conn).map(|()| Vec::new());
         }
         let active = registry.active(conn)?;
         let ids: Vec<&str> = self.touched.keys().map(String::as_str).collect();
+        let unlogged: Vec<live::UnloggedAlert<'_>> = self
+            .alerts
+            .iter()
+            .map(|(_, client, negative, at)| (client.as_str(), *negative, *at))
+            .collect();
         let mut read: HashMap<String, (Client, live::Reviewing)> =
-            clients::find_many_for_review(conn, &ids, self.now)?
+            clients::find_many_for_review(conn, &ids, &unlogged, self.now)?
                 .into_iter()
                 .map(|(c, extra)| (c.client_id.to_string(), (c, extra)))
                 .collect();
@@ -346,7 +352,9 @@ impl<'a> Batch<'a> {
             reads.push((r, Cause::Events(events)));
         }
         let stages = active.stages(Trigger::ClientEvent);
-        let runs = reviews::run_many(registry, stages, &reads, self.now);
+        let (runs, logged) =
+            reviews::run_many_while(registry, stages, &reads, self.now, || self.write_log(conn));
+        logged?;
         let mut reviews = Vec::new();
         for ((r, cause), ran) in reads.into_iter().zip(runs) {
             if let Some(review) =
@@ -358,9 +366,24 @@ impl<'a> Batch<'a> {
         Ok(reviews)
     }
 
-    /// Logs the accepted events and writes the invoices and alerts they changed (the
-    /// client-level projection is written with the review).
-    fn write(&mut self, conn: &mut AnyConnection) -> Result<(), ServiceError> {
+    /// Writes the invoices the batch changed (the client-level projection is written with the
+    /// review).
+    fn write_invoices(&mut self, conn: &mut AnyConnection) -> Result<(), ServiceError> {
+        self.dirty_invoices.sort_unstable();
+        self.dirty_invoices.dedup();
+        let dirty: Vec<(&str, &Invoice)> = self
+            .dirty_invoices
+            .iter()
+            .filter_map(|key| self.invoices.get(key).map(|inv| (key.0.as_str(), inv)))
+            .collect();
+        if !dirty.is_empty() {
+            invoices::upsert_many(conn, &dirty)?;
+        }
+        Ok(())
+    }
+
+    /// Logs the accepted events and stores their sales alerts.
+    fn write_log(&self, conn: &mut AnyConnection) -> Result<(), ServiceError> {
         if self.new_events.is_empty() {
             return Ok(());
         }
@@ -374,14 +397,6 @@ impl<'a> Batch<'a> {
             })
             .collect();
         alerts::insert_many(conn, &alert_rows)?;
-        self.dirty_invoices.sort_unstable();
-        self.dirty_invoices.dedup();
-        let dirty: Vec<(&str, &Invoice)> = self
-            .dirty_invoices
-            .iter()
-            .filter_map(|key| self.invoices.get(key).map(|inv| (key.0.as_str(), inv)))
-            .collect();
-        invoices::upsert_many(conn, &dirty)?;
         Ok(())
     }
 }

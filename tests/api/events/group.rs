@@ -177,11 +177,14 @@ async fn a_batch_naming_many_clients_reviews_each_in_order(backend: Backend) {
         client(&app, &token, id, "EUR", "50000.00").await;
     }
     let (before, _) = app.audit_head().await;
-    // Sent in reverse order: the reviews still come in client order.
+    // Each client's cover (so its new limit) is its own: a run recorded for another client
+    // would show. Sent in reverse order: the reviews still come in client order.
+    let limit = |n: usize| format!("{}.00", 30_000 + n);
     let events: Vec<Value> = ids
         .iter()
+        .enumerate()
         .rev()
-        .map(|id| cover(&format!("cut-{id}"), id, "30000.00", 200))
+        .map(|(n, id)| cover(&format!("cut-{id}"), id, &limit(n), 200))
         .collect();
     let answer = post(&app, &token, &events).await;
     assert_eq!(statuses(&answer), vec!["accepted"; ids.len()]);
@@ -199,11 +202,12 @@ async fn a_batch_naming_many_clients_reviews_each_in_order(backend: Backend) {
             review["sequence"],
             json!(before + 1 + i64::try_from(n).unwrap_or(0))
         );
-        assert_eq!(review["credit_limit"], "30000.00");
+        assert_eq!(review["credit_limit"], json!(limit(n)));
     }
-    for id in [&ids[0], &ids[40], &ids[79]] {
+    for n in [0, 40, 79] {
+        let id = &ids[n];
         let state = get_client(&app, &token, id).await;
-        assert_eq!(state["credit_limit"], "30000.00", "{id}");
+        assert_eq!(state["credit_limit"], json!(limit(n)), "{id}");
         assert!(
             state["risk"]["score"].is_number(),
             "{id}: {}",

@@ -102,6 +102,15 @@ async fn late_partial_credited_uninsured_receivership(backend: Backend) {
     assert_eq!(state["alerts"], json!({"negative": 1, "positive": 0}));
     assert_eq!(state["legal_status"], "none");
     assert!(state["risk"]["score"].is_number(), "scored: {state}");
+    // The batch's own alert counts in its review, though its row is written after the review
+    // has read the client (an alert row follows its event's log row).
+    let factor = |code: &str| {
+        state["risk"]["factors"]
+            .as_array()
+            .and_then(|f| f.iter().find(|f| f["code"] == code))
+            .map(|f| f["points"].clone())
+    };
+    assert_eq!(factor("NEGATIVE_ALERTS"), Some(json!(10)), "{state}");
 
     // Insurance withdrawn, then receivership: blocked by the on_event policy.
     let later = vec![
