@@ -118,8 +118,16 @@ pub fn run_many_while<R>(
     now: DateTime<Utc>,
     meanwhile: impl FnOnce() -> R,
 ) -> (Vec<Result<Run, ServiceError>>, R) {
-    let one =
-        |(read, cause): &(Read<'_>, Cause<'_>)| run(registry, stages, &read.client, cause, now);
+    // What only an audit record shows is dropped by the thread that ran it, not by the writer.
+    let one = |(read, cause): &(Read<'_>, Cause<'_>)| {
+        let mut ran = run(registry, stages, &read.client, cause, now)?;
+        if !Standing::after(&read.client, &ran.result).recorded(&read.client) {
+            ran.event = Value::Null;
+            ran.view = Value::Null;
+            ran.result.trace = Vec::new();
+        }
+        Ok(ran)
+    };
     if reads.len() < SHARED_FROM {
         let done = meanwhile();
         return (reads.iter().map(one).collect(), done);
@@ -183,11 +191,12 @@ pub fn record(
     } = ran;
 
     let risk = risk_of(&result);
+    let standing = Standing::after(client, &result);
     let Standing {
         limit,
         status,
         referred,
-    } = Standing::after(client, &result);
+    } = standing;
     let next_review_on = next_review_on(
         now.date_naive(),
         read.open_due_dates.iter().copied(),
@@ -205,7 +214,7 @@ pub fn record(
         Some(ledger) => ledgers::save_reviewed(conn, id.as_str(), ledger, &reviewed)?,
         None => ledgers::save_review(conn, id.as_str(), &reviewed)?,
     }
-    if limit == client.credit_limit && status == client.status && !referred {
+    if !standing.recorded(client) {
         return Ok(None);
     }
     let policies = PolicyRef::of_stages(stages);
@@ -288,6 +297,12 @@ pub(crate) struct Standing {
 }
 
 impl Standing {
+    /// Whether a review ending here is an audit record: the limit or the status changed, or the
+    /// client was referred.
+    fn recorded(&self, client: &Client) -> bool {
+        self.limit != client.credit_limit || self.status != client.status || self.referred
+    }
+
     pub(crate) fn after(client: &Client, result: &PipelineResult) -> Self {
         let new_limit = match result.new_credit_limit {
             Some(d) => Money::from_decimal(d, client.currency).ok(),

@@ -68,16 +68,8 @@ pub(super) fn apply(
         .into_iter()
         .map(|a| (a.client_id.to_string(), a))
         .collect();
-    let ready: Vec<Vec<Result<Ready, Rejection>>> = batches
-        .iter()
-        .map(|drafts| {
-            drafts
-                .iter()
-                .map(|(_, draft)| resolve(draft, &accounts))
-                .collect()
-        })
-        .collect();
-    let mut b = Batch::load(conn, actor, now, accounts, ready.iter().flatten())?;
+    let (ready, found) = resolve_while_reading(conn, batches, &accounts)?;
+    let mut b = Batch::new(actor, now, accounts, found, ready.iter().flatten());
     let mut answered = Vec::with_capacity(batches.len());
     for (drafts, ready) in batches.iter().zip(ready) {
         let mut results = Vec::with_capacity(drafts.len());
@@ -117,6 +109,74 @@ pub(super) fn apply(
         .collect())
 }
 
+/// Events from this many on, [`resolve_while_reading`] resolves them on a second thread.
+const SHARED_FROM: usize = 64;
+
+/// What the batch's events touch, as stored before it: the events already logged under their
+/// ids (id → client, sha256) and the invoices they name.
+type Found = (
+    HashMap<String, (String, String)>,
+    HashMap<(String, String), Invoice>,
+);
+
+/// Resolves every draft (see [`resolve`]) while reading what the drafts touch. Resolving (the
+/// canonical JSON and its sha256) needs no database, so on a helper thread it costs the writer
+/// nothing; the ids read come from the drafts, whatever resolving makes of them.
+#[expect(clippy::type_complexity, reason = "one result per draft, per batch")]
+fn resolve_while_reading(
+    conn: &mut AnyConnection,
+    batches: &[&[Draft]],
+    accounts: &HashMap<String, Account>,
+) -> Result<(Vec<Vec<Result<Ready, Rejection>>>, Found), ServiceError> {
+    let all = || {
+        batches
+            .iter()
+            .map(|drafts| {
+                drafts
+                    .iter()
+                    .map(|(_, draft)| resolve(draft, accounts))
+                    .collect()
+            })
+            .collect()
+    };
+    let drafts: Vec<&EventDraft> = batches
+        .iter()
+        .flat_map(|drafts| drafts.iter())
+        .filter_map(|(_, d)| d.as_ref().ok())
+        .filter(|d| accounts.contains_key(d.client_id.as_str()))
+        .collect();
+    if drafts.len() < SHARED_FROM {
+        return Ok((all(), read_found(conn, &drafts)?));
+    }
+    std::thread::scope(|scope| {
+        let helper = std::thread::Builder::new()
+            .name("resolve-helper".into())
+            .spawn_scoped(scope, all);
+        let found = read_found(conn, &drafts);
+        // With no helper to be had (or one that panicked), this thread resolves them.
+        let ready = helper.ok().and_then(|h| h.join().ok()).unwrap_or_else(all);
+        Ok((ready, found?))
+    })
+}
+
+/// [`Found`] for these drafts.
+fn read_found(conn: &mut AnyConnection, drafts: &[&EventDraft]) -> Result<Found, ServiceError> {
+    let ids: Vec<&str> = drafts.iter().map(|d| d.event_id.as_str()).collect();
+    let known = log::known(conn, &ids)?;
+    let mut invoice_keys: Vec<(&str, &str)> = drafts
+        .iter()
+        .filter_map(|d| d.body.invoice_id().map(|id| (d.client_id.as_str(), id)))
+        .collect();
+    invoice_keys.sort_unstable();
+    invoice_keys.dedup();
+    let invoices = if invoice_keys.is_empty() {
+        HashMap::new()
+    } else {
+        invoices::find_many(conn, &invoice_keys)?
+    };
+    Ok((known, invoices))
+}
+
 /// Makes a draft exact in its client's currency, with its normalised JSON and digest.
 fn resolve(
     draft: &Result<EventDraft, Rejection>,
@@ -140,31 +200,14 @@ fn resolve(
 }
 
 impl<'a> Batch<'a> {
-    fn load<'r>(
-        conn: &mut AnyConnection,
+    fn new<'r>(
         actor: &'a str,
         now: DateTime<Utc>,
         accounts: HashMap<String, Account>,
+        (known, invoices): Found,
         ready: impl Iterator<Item = &'r Result<Ready, Rejection>>,
-    ) -> Result<Self, ServiceError> {
-        let events: Vec<&ClientEvent> = ready
-            .filter_map(|r| r.as_ref().ok())
-            .map(|(e, ..)| e)
-            .collect();
-        let ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
-        let known = log::known(conn, &ids)?;
-        let mut invoice_keys: Vec<(&str, &str)> = events
-            .iter()
-            .filter_map(|e| e.body.invoice_id().map(|id| (e.client_id.as_str(), id)))
-            .collect();
-        invoice_keys.sort_unstable();
-        invoice_keys.dedup();
-        let invoices = if invoice_keys.is_empty() {
-            HashMap::new()
-        } else {
-            invoices::find_many(conn, &invoice_keys)?
-        };
-        Ok(Self {
+    ) -> Self {
+        Self {
             actor,
             now,
             accounts,
@@ -172,10 +215,10 @@ impl<'a> Batch<'a> {
             seen: HashMap::new(),
             invoices,
             dirty_invoices: Vec::new(),
-            new_events: Vec::with_capacity(events.len()),
+            new_events: Vec::with_capacity(ready.filter(|r| r.is_ok()).count()),
             alerts: Vec::new(),
             touched: BTreeMap::new(),
-        })
+        }
     }
 
     /// Accepts, recognises as a duplicate, or rejects one event.
