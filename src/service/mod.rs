@@ -17,6 +17,7 @@ pub mod rebuild;
 pub mod reviews;
 pub mod schedule;
 pub mod shadow;
+pub mod shared;
 
 use crate::store::StoreError;
 

@@ -3,15 +3,14 @@
 //! written back; a changed limit or status, or a referral, is an audit record.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::ServiceError;
 use super::evaluate::PolicyRef;
 use super::policies::{ActiveSet, PolicyRegistry};
+use super::{ServiceError, shared};
 use crate::audit::{self, AuditRef, Entry};
 use crate::domain::events::rfc3339;
 use crate::domain::ledger::Ledger;
@@ -107,10 +106,10 @@ pub fn review_read(
 const SHARED_FROM: usize = 64;
 
 /// [`run`] for many clients (a batch of events reviews hundreds) while the caller, who holds
-/// the write transaction, does `meanwhile` (the batch writes its log). The pipelines read
-/// nothing from the database, so from [`SHARED_FROM`] clients on a scoped helper thread starts
-/// on them at once and the caller joins in once `meanwhile` is done, each taking the next
-/// client not yet taken. The runs come back in order, for the caller to [`record`] in order.
+/// the write transaction, does `meanwhile` (the batch writes its log): the pipelines read
+/// nothing from the database, so a helper thread starts on them at once and the caller joins in
+/// (see [`shared::map_while`]). The runs come back in order, for the caller to [`record`] in
+/// order.
 pub fn run_many_while<R>(
     registry: &PolicyRegistry,
     stages: &[Stage],
@@ -128,46 +127,7 @@ pub fn run_many_while<R>(
         }
         Ok(ran)
     };
-    if reads.len() < SHARED_FROM {
-        let done = meanwhile();
-        return (reads.iter().map(one).collect(), done);
-    }
-    let next = AtomicUsize::new(0);
-    let work = || {
-        let mut runs = Vec::new();
-        loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some(item) = reads.get(i) else {
-                return runs;
-            };
-            runs.push((i, one(item)));
-        }
-    };
-    let (runs, done) = std::thread::scope(|scope| {
-        let helper = std::thread::Builder::new()
-            .name("review-helper".into())
-            .spawn_scoped(scope, work);
-        let done = meanwhile();
-        // With no helper to be had, this thread runs them all.
-        let mut runs = work();
-        if let Ok(helper) = helper {
-            // A helper that panicked loses the runs it took: they are answered as errors below.
-            runs.extend(helper.join().unwrap_or_default());
-        }
-        (runs, done)
-    });
-    let mut ordered: Vec<Option<Result<Run, ServiceError>>> = reads.iter().map(|_| None).collect();
-    for (i, ran) in runs {
-        ordered[i] = Some(ran);
-    }
-    let lost = || Err(ServiceError::Internal("a review thread panicked".into()));
-    (
-        ordered
-            .into_iter()
-            .map(|ran| ran.unwrap_or_else(lost))
-            .collect(),
-        done,
-    )
+    shared::map_while("review-helper", reads, SHARED_FROM, one, meanwhile)
 }
 
 /// Writes a review [`run`] on `read` (whose client the caller holds locked since it was

@@ -15,9 +15,9 @@ use crate::domain::ledger::Ledger;
 use crate::domain::ledger::{self, Invoice, Notice};
 use crate::domain::{Client, Insurance, Money};
 use crate::policy::Trigger;
-use crate::service::ServiceError;
 use crate::service::policies::PolicyRegistry;
 use crate::service::reviews::{self, Cause, ReviewRef};
+use crate::service::{ServiceError, shared};
 use crate::store::alerts::{self, AlertRow};
 use crate::store::events::{self as log, NewEvent};
 use crate::store::ledgers::{self, Account};
@@ -120,43 +120,35 @@ type Found = (
 );
 
 /// Resolves every draft (see [`resolve`]) while reading what the drafts touch. Resolving (the
-/// canonical JSON and its sha256) needs no database, so on a helper thread it costs the writer
-/// nothing; the ids read come from the drafts, whatever resolving makes of them.
+/// canonical JSON and its sha256) needs no database, so a helper thread starts on it at once
+/// and the writer joins in once it has read (see [`shared::map_while`]); the ids read come from
+/// the drafts, whatever resolving makes of them.
 #[expect(clippy::type_complexity, reason = "one result per draft, per batch")]
 fn resolve_while_reading(
     conn: &mut AnyConnection,
     batches: &[&[Draft]],
     accounts: &HashMap<String, Account>,
 ) -> Result<(Vec<Vec<Result<Ready, Rejection>>>, Found), ServiceError> {
-    let all = || {
-        batches
-            .iter()
-            .map(|drafts| {
-                drafts
-                    .iter()
-                    .map(|(_, draft)| resolve(draft, accounts))
-                    .collect()
-            })
-            .collect()
-    };
     let drafts: Vec<&EventDraft> = batches
         .iter()
         .flat_map(|drafts| drafts.iter())
         .filter_map(|(_, d)| d.as_ref().ok())
         .filter(|d| accounts.contains_key(d.client_id.as_str()))
         .collect();
-    if drafts.len() < SHARED_FROM {
-        return Ok((all(), read_found(conn, &drafts)?));
-    }
-    std::thread::scope(|scope| {
-        let helper = std::thread::Builder::new()
-            .name("resolve-helper".into())
-            .spawn_scoped(scope, all);
-        let found = read_found(conn, &drafts);
-        // With no helper to be had (or one that panicked), this thread resolves them.
-        let ready = helper.ok().and_then(|h| h.join().ok()).unwrap_or_else(all);
-        Ok((ready, found?))
-    })
+    let all: Vec<&Draft> = batches.iter().flat_map(|drafts| drafts.iter()).collect();
+    let (resolved, found) = shared::map_while(
+        "resolve-helper",
+        &all,
+        SHARED_FROM,
+        |(_, draft)| resolve(draft, accounts),
+        || read_found(conn, &drafts),
+    );
+    let mut resolved = resolved.into_iter();
+    let ready = batches
+        .iter()
+        .map(|drafts| resolved.by_ref().take(drafts.len()).collect())
+        .collect();
+    Ok((ready, found?))
 }
 
 /// [`Found`] for these drafts.
