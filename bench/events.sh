@@ -109,11 +109,15 @@ if [[ $PERF == 1 ]]; then
         >"$WORK/perf.log" 2>&1 &
     PERF_PID=$!
 fi
+# The event writer's own counters (transactions, batches, busy seconds) around the phase.
+writer() { curl -sf "$BASE/metrics" | awk -v m="encours_event_writer_$1_total" '$1 == m { print $2 }'; }
+writer_before=("$(writer transactions)" "$(writer batches)" "$(writer busy_seconds)")
 t0=$(server_ticks) w0=$(server_written)
 lg "$BASE/v1/events" -X POST --bodies-file "$WORK/batches.ndjson" \
     --sum-field accepted --sum-field duplicates --sum-field rejected \
     -c "$CONNECTIONS" -d "$DURATION" --json "$WORK/events.json"
 CPU[events]=$(($(server_ticks) - t0)) WRITTEN[events]=$(($(server_written) - w0))
+writer_after=("$(writer transactions)" "$(writer batches)" "$(writer busy_seconds)")
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 if [[ -n $PERF_PID ]]; then wait "$PERF_PID" || true; fi
 
@@ -178,6 +182,9 @@ $(row "events, closed loop, $CONNECTIONS conn, ${DURATION}s" events "$BATCH") an
 
 events/s                 $(num "$event_rate")   goal >= 50,000, floor 20,000: $(verdict "$event_rate" 50000 20000)
 healthz/s (HTTP ceiling) $(num "$healthz_rate")
+event writer             $(awk -v t0="${writer_before[0]}" -v t1="${writer_after[0]}" -v b0="${writer_before[1]}" -v b1="${writer_after[1]}" \
+    -v s0="${writer_before[2]}" -v s1="${writer_after[2]}" -v d="$DURATION" \
+    'BEGIN { t = t1 - t0; printf "%d transactions, %.1f batches a transaction, busy %.0f %% of the phase", t, (t > 0 ? (b1 - b0) / t : 0), 100 * (s1 - s0) / d }')
 disk written an event    $(awk -v b="${WRITTEN[events]}" -v n="$accepted" 'BEGIN { printf "%.2f KB", (n > 0 ? b / 1024 / n : 0) }') (the server's write_bytes: log, database, checkpoints)
 checks                   $accepted events accepted = $answered batches x $BATCH = $logged in the log;
                          $invoices invoices, $scored clients scored, $reviews limit reviews recorded;

@@ -71,5 +71,9 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<web::Json<Readiness>, 
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render(&state.store, state.decisions.counts()))
+        .body(state.metrics.render(
+            &state.store,
+            state.decisions.counts(),
+            state.events.counts(),
+        ))
 }

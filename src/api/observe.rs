@@ -106,10 +106,65 @@ pub struct Metrics {
     stages_seen: Mutex<StageRuns>,
     /// The decision writer's batches, decisions and busy time, counted by the writer (as the
     /// stages are by the engine).
-    writer_batches: IntCounter,
-    writer_decisions: IntCounter,
-    writer_busy: Counter,
-    writer_seen: Mutex<WriterCounts>,
+    decision_writer: WriterMetrics,
+    /// The same of the event writer (SQLite's group commit): its transactions and the event
+    /// batches they carried.
+    event_writer: WriterMetrics,
+}
+
+/// A writer's counts as Prometheus counters (see `service::writer_stats`).
+struct WriterMetrics {
+    transactions: IntCounter,
+    items: IntCounter,
+    busy: Counter,
+    seen: Mutex<WriterCounts>,
+}
+
+impl WriterMetrics {
+    /// Counters named `<prefix>_<transactions>_total`, `<prefix>_<items>_total` and
+    /// `<prefix>_busy_seconds_total`.
+    fn new(
+        registry: &Registry,
+        prefix: &str,
+        (transactions, transactions_help): (&str, &str),
+        (items, items_help): (&str, &str),
+    ) -> Result<Self, prometheus::Error> {
+        let transactions =
+            IntCounter::new(format!("{prefix}_{transactions}_total"), transactions_help)?;
+        let items = IntCounter::new(format!("{prefix}_{items}_total"), items_help)?;
+        let busy = Counter::new(
+            format!("{prefix}_busy_seconds_total"),
+            format!(
+                "Wall-clock time the {} spent on transactions; its rate near 1 means it is the ceiling",
+                prefix.replace('_', " ")
+            ),
+        )?;
+        registry.register(Box::new(transactions.clone()))?;
+        registry.register(Box::new(items.clone()))?;
+        registry.register(Box::new(busy.clone()))?;
+        Ok(Self {
+            transactions,
+            items,
+            busy,
+            seen: Mutex::new(WriterCounts::default()),
+        })
+    }
+
+    /// Adds what the writer counted since the last scrape.
+    fn count(&self, now: WriterCounts) {
+        // A poisoned lock only means a scrape panicked mid-way: the figures are still whole.
+        let mut seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.transactions
+            .inc_by(now.transactions.saturating_sub(seen.transactions));
+        self.items.inc_by(now.items.saturating_sub(seen.items));
+        // Microseconds as integers until here, so that no rounding adds up.
+        let micros = now.busy_micros.saturating_sub(seen.busy_micros);
+        self.busy.inc_by(micros as f64 / 1e6);
+        *seen = now;
+    }
 }
 
 impl Metrics {
@@ -144,22 +199,31 @@ impl Metrics {
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(pool.clone()))?;
-        let writer_batches = IntCounter::new(
-            "decision_writer_batches_total",
-            "Transactions the decision writer committed (each carries every decision waiting)",
-        )?;
-        let writer_decisions = IntCounter::new(
-            "decision_writer_decisions_total",
-            "Decisions through the decision writer; divided by its batches, decisions a commit",
-        )?;
-        let writer_busy = Counter::new(
-            "decision_writer_busy_seconds_total",
-            "Wall-clock time the decision writer spent on batches; its rate near 1 means the writer is the ceiling",
-        )?;
         registry.register(Box::new(stages.clone()))?;
-        registry.register(Box::new(writer_batches.clone()))?;
-        registry.register(Box::new(writer_decisions.clone()))?;
-        registry.register(Box::new(writer_busy.clone()))?;
+        let decision_writer = WriterMetrics::new(
+            &registry,
+            "decision_writer",
+            (
+                "batches",
+                "Transactions the decision writer committed (each carries every decision waiting)",
+            ),
+            (
+                "decisions",
+                "Decisions through the decision writer; divided by its batches, decisions a commit",
+            ),
+        )?;
+        let event_writer = WriterMetrics::new(
+            &registry,
+            "event_writer",
+            (
+                "transactions",
+                "Transactions the SQLite event writer committed (each carries the event batches waiting)",
+            ),
+            (
+                "batches",
+                "Event batches through the SQLite event writer; divided by its transactions, batches a commit",
+            ),
+        )?;
         Ok(Self {
             registry,
             requests,
@@ -167,10 +231,8 @@ impl Metrics {
             pool,
             stages,
             stages_seen: Mutex::new(StageRuns::default()),
-            writer_batches,
-            writer_decisions,
-            writer_busy,
-            writer_seen: Mutex::new(WriterCounts::default()),
+            decision_writer,
+            event_writer,
         })
     }
 
@@ -181,14 +243,15 @@ impl Metrics {
         self.latency.with_label_values(&labels).observe(seconds);
     }
 
-    pub fn render(&self, store: &Store, writer: WriterCounts) -> String {
+    pub fn render(&self, store: &Store, decisions: WriterCounts, events: WriterCounts) -> String {
         let (in_use, idle) = store.pool_state();
         self.pool
             .with_label_values(&["in_use"])
             .set(i64::from(in_use));
         self.pool.with_label_values(&["idle"]).set(i64::from(idle));
         self.count_stages();
-        self.count_writer(writer);
+        self.decision_writer.count(decisions);
+        self.event_writer.count(events);
         let mut out = String::new();
         if let Err(e) =
             prometheus::TextEncoder::new().encode_utf8(&self.registry.gather(), &mut out)
@@ -196,21 +259,6 @@ impl Metrics {
             tracing::error!(error = %e, "metrics encoding failed");
         }
         out
-    }
-
-    fn count_writer(&self, now: WriterCounts) {
-        let mut seen = self
-            .writer_seen
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        self.writer_batches
-            .inc_by(now.batches.saturating_sub(seen.batches));
-        self.writer_decisions
-            .inc_by(now.decisions.saturating_sub(seen.decisions));
-        // Microseconds as integers until here, so that no rounding adds up.
-        let micros = now.busy_micros.saturating_sub(seen.busy_micros);
-        self.writer_busy.inc_by(micros as f64 / 1e6);
-        *seen = now;
     }
 
     fn count_stages(&self) {

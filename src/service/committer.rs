@@ -14,7 +14,6 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::Instant;
 
@@ -25,6 +24,8 @@ use super::ServiceError;
 use super::decisions::{Decided, Draft, commit_in_tx};
 use super::policies::PolicyRegistry;
 use super::shadow::ShadowFeed;
+pub use super::writer_stats::WriterCounts;
+use super::writer_stats::WriterStats;
 use crate::audit::Chain;
 use crate::store::policies as policy_table;
 use crate::store::{AnyConnection, Conflict, Store, StoreError, savepoint, write_tx};
@@ -54,37 +55,7 @@ pub struct DecisionWriter {
     queue: mpsc::Sender<Job>,
     /// Requests preparing a draft at once, on SQLite (see [`DecisionWriter::drafting`]).
     drafting: Option<Arc<Semaphore>>,
-    stats: Arc<Stats>,
-}
-
-/// What the writer has done since it started: every decision passes through its one thread,
-/// so its batches (how many decisions each commit carries) and the time it spends on them (how
-/// close it is to being the ceiling) are the first figures to read when decisions queue.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct WriterCounts {
-    pub batches: u64,
-    pub decisions: u64,
-    /// Wall-clock time in batches (the thread waiting for a core included).
-    pub busy_micros: u64,
-}
-
-#[derive(Default)]
-struct Stats {
-    batches: AtomicU64,
-    decisions: AtomicU64,
-    busy_micros: AtomicU64,
-}
-
-impl Stats {
-    fn record(&self, decisions: usize, started: Instant) {
-        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        self.batches.fetch_add(1, Ordering::Relaxed);
-        self.decisions.fetch_add(
-            u64::try_from(decisions).unwrap_or(u64::MAX),
-            Ordering::Relaxed,
-        );
-        self.busy_micros.fetch_add(micros, Ordering::Relaxed);
-    }
+    stats: Arc<WriterStats>,
 }
 
 impl DecisionWriter {
@@ -95,7 +66,7 @@ impl DecisionWriter {
         shadow: ShadowFeed,
     ) -> Result<Self, String> {
         let (queue, jobs) = mpsc::channel(QUEUE);
-        let stats = Arc::new(Stats::default());
+        let stats = Arc::new(WriterStats::default());
         let counted = Arc::clone(&stats);
         let drafting = (store.backend() == "sqlite").then(|| {
             let cores = thread::available_parallelism().map_or(1, usize::from);
@@ -114,11 +85,7 @@ impl DecisionWriter {
 
     /// The writer's batches, decisions and busy time so far.
     pub fn counts(&self) -> WriterCounts {
-        WriterCounts {
-            batches: self.stats.batches.load(Ordering::Relaxed),
-            decisions: self.stats.decisions.load(Ordering::Relaxed),
-            busy_micros: self.stats.busy_micros.load(Ordering::Relaxed),
-        }
+        self.stats.counts()
     }
 
     /// Waits for a turn to prepare a draft (read the client, run the policies), in arrival
@@ -158,7 +125,7 @@ fn run(
     registry: &PolicyRegistry,
     ttl: Duration,
     shadow: &ShadowFeed,
-    stats: &Stats,
+    stats: &WriterStats,
 ) {
     serve(jobs, |batch| {
         let size = batch.len();

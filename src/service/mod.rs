@@ -18,6 +18,7 @@ pub mod reviews;
 pub mod schedule;
 pub mod shadow;
 pub mod shared;
+pub mod writer_stats;
 
 use crate::store::StoreError;
 

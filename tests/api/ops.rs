@@ -101,6 +101,44 @@ async fn metrics_count_the_decision_writer(backend: Backend) {
     );
 }
 
+/// The event writer's counters (SQLite's group commit): two batches sent one after the other
+/// are two transactions of one batch, with time spent on them. PostgreSQL writes batches on
+/// pooled connections, with no writer to count.
+async fn metrics_count_the_event_writer(backend: Backend) {
+    use crate::events::{SCOPES, client, cover, post, statuses};
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let token = app.token(SCOPES);
+    client(&app, &token, "C-EW", "EUR", "50000.00").await;
+    for n in 0..2 {
+        let answer = post(
+            &app,
+            &token,
+            &[cover(&format!("ew-{n}"), "C-EW", "40000.00", 90)],
+        )
+        .await;
+        assert_eq!(statuses(&answer), ["accepted"]);
+    }
+    let text = app.call("GET", "/metrics", None, None).await.text;
+    let (transactions, batches) = match backend {
+        Backend::Sqlite => (2, 2),
+        Backend::Postgres => (0, 0),
+    };
+    assert_eq!(
+        sample::<u64>(&text, "encours_event_writer_transactions_total"),
+        transactions,
+        "{text}"
+    );
+    assert_eq!(
+        sample::<u64>(&text, "encours_event_writer_batches_total"),
+        batches,
+        "{text}"
+    );
+    let busy: f64 = sample(&text, "encours_event_writer_busy_seconds_total");
+    assert_eq!(busy > 0.0, backend == Backend::Sqlite, "{text}");
+}
+
 async fn request_ids_are_echoed_or_made(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else {
         return;
@@ -161,6 +199,7 @@ on_both_backends!(
     metrics_count_requests_by_route,
     metrics_count_policy_stages,
     metrics_count_the_decision_writer,
+    metrics_count_the_event_writer,
     request_ids_are_echoed_or_made,
     docs_render_offline,
 );

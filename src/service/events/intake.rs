@@ -21,6 +21,7 @@ use chrono::{SubsecRound, Utc};
 use super::{Draft, Ingested, only, write_batches};
 use crate::service::ServiceError;
 use crate::service::policies::PolicyRegistry;
+use crate::service::writer_stats::{WriterCounts, WriterStats};
 use crate::store::{AnyConnection, Store};
 
 /// Most events in one transaction: bounds how long the writer is held and what a batch waits.
@@ -59,6 +60,7 @@ pub struct Intake {
     queue: Arc<(Mutex<Queue>, Condvar)>,
     /// Longest a writer waits for the expected batches; zero never waits.
     wait: Duration,
+    stats: Arc<WriterStats>,
 }
 
 impl Intake {
@@ -103,8 +105,10 @@ impl Intake {
                     return Ok(Some(done));
                 }
                 let group = self.take();
+                let started = Instant::now();
                 let taken = group.len();
                 write_group(conn, registry, group);
+                self.stats.record(taken, started);
                 self.answered(taken);
                 Ok::<_, ServiceError>(None)
             });
@@ -121,6 +125,12 @@ impl Intake {
                 }
             }
         }
+    }
+
+    /// The writer's transactions, the batches they carried and its busy time (the waits for
+    /// batches to come left out).
+    pub fn counts(&self) -> WriterCounts {
+        self.stats.counts()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
