@@ -194,10 +194,9 @@ pub fn find_stamped_at(
         .optional())
     .map_err(classify)?;
     let Some(row) = row else { return Ok(None) };
-    let (read, changes_at, reservation_changes) =
-        live::for_client_until(conn, &row.client_id, now)?;
+    let (read, changes_at, changes_apart) = live::for_client_until(conn, &row.client_id, now)?;
     let stamp = Stamp {
-        version: row.version + reservation_changes,
+        version: row.version + changes_apart,
         changes_at: changes_at.map(|at| at.and_utc()),
     };
     Ok(Some((row.into_client(&read)?, stamp)))
@@ -206,8 +205,9 @@ pub fn find_stamped_at(
 /// The client's version, its row locked until the transaction ends on PostgreSQL (SQLite's
 /// write transaction already holds the database): what the decision writer compares with a
 /// draft's [`Stamp`] instead of reading the client again. On SQLite it is the row's version
-/// plus its reservations' changes, counted apart in `client_reserved` (migration 000014) so
-/// that a decision's reservation does not rewrite the client's row.
+/// plus the changes of its reservations, invoices and sales alerts, counted apart in
+/// `client_reserved` (migrations 000014 and 000015) so that a decision's reservation or an
+/// event's invoice does not rewrite the client's row.
 pub fn lock_version(conn: &mut AnyConnection, id: &ClientId) -> Result<Option<i64>, StoreError> {
     let by_id = || clients::table.find(id.as_str()).select(clients::version);
     match conn {

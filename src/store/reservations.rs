@@ -140,9 +140,9 @@ pub struct Reserved {
     pub minor: i64,
     /// The earliest expiry among them: when `minor` next changes by time alone.
     pub first_expiry: Option<NaiveDateTime>,
-    /// SQLite: the changes made to its reservations (`client_reserved.changes`), the
-    /// reservations' share of the client's version (see `clients::lock_version`); 0 on
-    /// PostgreSQL, where they bump the client's row.
+    /// SQLite: the changes made to the client's reservations, invoices and sales alerts
+    /// (`client_reserved.changes`), their share of the client's version (see
+    /// `clients::lock_version`); 0 on PostgreSQL, where they bump the client's row.
     pub changes: i64,
 }
 

@@ -792,6 +792,24 @@ async fn the_client_version_follows_what_decisions_read(backend: Backend) {
         .await
         .unwrap();
     moved("sales alert", version(&app, "C-1"));
+    // Any write to an invoice, whatever makes it.
+    for (what, sql) in [
+        (
+            "invoice",
+            "INSERT INTO invoices (client_id, invoice_id, paid_minor, credited_minor, open_minor, dunning_level) VALUES ('C-1', 'raw-1', 0, 0, 0, 0)",
+        ),
+        (
+            "invoice changed",
+            "UPDATE invoices SET dunning_level = 1 WHERE invoice_id = 'raw-1'",
+        ),
+        (
+            "invoice removed",
+            "DELETE FROM invoices WHERE invoice_id = 'raw-1'",
+        ),
+    ] {
+        app.sql(sql).await.unwrap();
+        moved(what, version(&app, "C-1"));
+    }
     app.sql("UPDATE clients SET paid_late = 3 WHERE client_id = 'C-1'")
         .await
         .unwrap();
