@@ -13,6 +13,7 @@
 //! writer waits for the checkpoint under way to finish before its next transaction.
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
 use diesel::sql_types::Integer;
@@ -23,6 +24,10 @@ use super::{AnyConnection, Manager};
 /// Log length (in 4 KiB pages) past which the writer lets the log restart: about 40 MB, a few
 /// event groups.
 const RESTART_FRAMES: i32 = 10_000;
+
+/// Longest the writer waits for a checkpoint before writing on (a checkpoint takes tens of
+/// milliseconds).
+const LONGEST_WAIT: Duration = Duration::from_secs(5);
 
 #[derive(Default)]
 struct State {
@@ -91,19 +96,28 @@ impl Checkpointer {
 
     /// Before a write transaction: when the log has grown past [`RESTART_FRAMES`], waits for the
     /// checkpoint under way so that the transaction begins on a fully copied log and restarts it.
+    /// A checkpoint that never ends (a thread gone) costs the writer [`LONGEST_WAIT`] once,
+    /// never its progress.
     pub(super) fn before_write(&self) {
         let mut state = self.shared.lock();
         if state.frames <= self.restart_frames {
             return;
         }
+        let until = Instant::now() + LONGEST_WAIT;
         while state.copying() {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                tracing::warn!("the event log's checkpoint is late: writing on");
+                break;
+            }
             state = self
                 .shared
                 .changed
-                .wait(state)
-                .unwrap_or_else(PoisonError::into_inner);
+                .wait_timeout(state, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
         }
-        // This transaction restarts the log (the next checkpoint says so if a reader kept it).
+        // This transaction restarts the log (the next checkpoint says so if it did not).
         state.frames = 0;
     }
 
