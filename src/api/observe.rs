@@ -16,8 +16,8 @@ use tracing::Instrument;
 
 use super::error::{PROBLEM_JSON, Problem, fallback_problem};
 use crate::AppState;
-use crate::service::committer::WriterCounts;
 use crate::service::policies::{StageRuns, stage_runs};
+use crate::service::writer_stats::WriterCounts;
 use crate::store::Store;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

@@ -102,9 +102,6 @@ pub fn review_read(
     record(conn, stages, read, ran, &cause, actor, now)
 }
 
-/// Clients from this many on, [`run_many_while`] shares their pipelines with a second thread.
-const SHARED_FROM: usize = 64;
-
 /// [`run`] for many clients (a batch of events reviews hundreds) while the caller, who holds
 /// the write transaction, does `meanwhile` (the batch writes its log): the pipelines read
 /// nothing from the database, so a helper thread starts on them at once and the caller joins in
@@ -127,7 +124,7 @@ pub fn run_many_while<R>(
         }
         Ok(ran)
     };
-    shared::map_while("review-helper", reads, SHARED_FROM, one, meanwhile)
+    shared::map_while("review-helper", reads, one, meanwhile)
 }
 
 /// Writes a review [`run`] on `read` (whose client the caller holds locked since it was

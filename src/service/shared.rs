@@ -7,14 +7,16 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+/// Items from this many on are worth a thread (a batch's events, the clients it reviews).
+const SHARED_FROM: usize = 64;
+
 /// `f` of every item, in order, computed on a helper thread while this thread does `meanwhile`,
-/// then on both: each takes the next item not yet taken. Under `shared_from` items, everything
-/// runs here, `meanwhile` first (a thread costs more than a few items). An item the helper took
-/// but did not finish (it panicked, or none could be spawned) is computed here.
+/// then on both: each takes the next item not yet taken. Under [`SHARED_FROM`] items,
+/// everything runs here, `meanwhile` first (a thread costs more than a few items). An item the
+/// helper took but did not finish (it panicked, or none could be spawned) is computed here.
 pub fn map_while<T, U, R>(
     name: &str,
     items: &[T],
-    shared_from: usize,
     f: impl Fn(&T) -> U + Sync,
     meanwhile: impl FnOnce() -> R,
 ) -> (Vec<U>, R)
@@ -22,7 +24,7 @@ where
     T: Sync,
     U: Send,
 {
-    if items.len() < shared_from {
+    if items.len() < SHARED_FROM {
         let done = meanwhile();
         return (items.iter().map(&f).collect(), done);
     }
@@ -69,7 +71,6 @@ mod tests {
         let (squares, done) = map_while(
             "test-helper",
             &items,
-            64,
             |n| {
                 calls.fetch_add(1, Ordering::Relaxed);
                 n * n
@@ -87,7 +88,6 @@ mod tests {
         let (out, ()) = map_while(
             "test-helper",
             &[1, 2, 3],
-            64,
             |n| {
                 order.lock().unwrap().push(*n);
                 n + 1

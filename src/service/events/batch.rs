@@ -109,9 +109,6 @@ pub(super) fn apply(
         .collect())
 }
 
-/// Events from this many on, [`resolve_while_reading`] resolves them on a second thread.
-const SHARED_FROM: usize = 64;
-
 /// What the batch's events touch, as stored before it: the events already logged under their
 /// ids (id → client, sha256) and the invoices they name.
 type Found = (
@@ -139,7 +136,6 @@ fn resolve_while_reading(
     let (resolved, found) = shared::map_while(
         "resolve-helper",
         &all,
-        SHARED_FROM,
         |(_, draft)| resolve(draft, accounts),
         || read_found(conn, &drafts),
     );

@@ -80,20 +80,7 @@ impl Intake {
         actor: String,
         drafts: Vec<Draft>,
     ) -> Answer {
-        let (reply, answer) = mpsc::sync_channel(1);
-        let ticket = {
-            let mut queue = self.lock();
-            let ticket = queue.next_ticket;
-            queue.next_ticket += 1;
-            queue.waiting.push_back(Waiting {
-                ticket,
-                actor,
-                drafts,
-                reply,
-            });
-            ticket
-        };
-        self.queue.1.notify_all();
+        let (ticket, answer) = self.enqueue(actor, drafts);
         loop {
             if let Some(done) = answered(&answer) {
                 return done;
@@ -125,6 +112,25 @@ impl Intake {
                 }
             }
         }
+    }
+
+    /// Queues a batch and wakes a writer waiting for it: its ticket, and where its answer comes.
+    fn enqueue(&self, actor: String, drafts: Vec<Draft>) -> (u64, Receiver<Answer>) {
+        let (reply, answer) = mpsc::sync_channel(1);
+        let ticket = {
+            let mut queue = self.lock();
+            let ticket = queue.next_ticket;
+            queue.next_ticket += 1;
+            queue.waiting.push_back(Waiting {
+                ticket,
+                actor,
+                drafts,
+                reply,
+            });
+            ticket
+        };
+        self.queue.1.notify_all();
+        (ticket, answer)
     }
 
     /// The writer's transactions, the batches they carried and its busy time (the waits for
@@ -242,25 +248,14 @@ mod tests {
 
     /// Queues a batch of `events` refused drafts from `actor`, as `submit` does.
     fn push(intake: &Intake, actor: &str, events: usize) -> Receiver<Answer> {
-        let (reply, answer) = mpsc::sync_channel(1);
         let draft = || {
             (
                 None,
                 Err(Rejection::new(RejectionCode::UnknownClient, "test")),
             )
         };
-        let mut queue = intake.lock();
-        let ticket = queue.next_ticket;
-        queue.next_ticket += 1;
-        queue.waiting.push_back(Waiting {
-            ticket,
-            actor: actor.into(),
-            drafts: (0..events).map(|_| draft()).collect(),
-            reply,
-        });
-        drop(queue);
-        intake.queue.1.notify_all();
-        answer
+        let drafts = (0..events).map(|_| draft()).collect();
+        intake.enqueue(actor.into(), drafts).1
     }
 
     #[test]
