@@ -157,7 +157,47 @@ async fn the_scheduled_pass_reviews_when_time_moves(backend: Backend) {
     );
 }
 
+/// The next review is the earliest step any open invoice has ahead: not a step an invoice
+/// crossed already, not a settled invoice's. The events set it (the batch's reviews), then
+/// each scheduled review (one client's).
+async fn the_next_review_is_the_earliest_step_ahead(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let token = app.token(SCOPES);
+    client(&app, &token, "C-1", "EUR", "50000.00").await;
+    let answer = post(
+        &app,
+        &token,
+        &[
+            // 45 days past due: 61 in 16 days.
+            invoice("a", "C-1", "F1", "1000.00", -75, -45),
+            // Due in 5 days: overdue in 6, then 31 days past due in 36.
+            invoice("b", "C-1", "F2", "1000.00", -25, 5),
+            // Paid: 31 days past due in 2 days had it stayed open.
+            invoice("c", "C-1", "F3", "1000.00", -59, -29),
+            payment("d", "C-1", "F3", "1000.00", -1),
+        ],
+    )
+    .await;
+    assert_eq!(statuses(&answer), ["accepted"; 4]);
+    let registry = app.state.policies.clone();
+    let pass = |days: i64| {
+        let registry = registry.clone();
+        app.store().run(move |conn| {
+            schedule::run_pass(conn, &registry, Utc::now() + TimeDelta::days(days))
+        })
+    };
+    let reviewed = |days: i64| async move { pass(days).await.unwrap().reviewed };
+    assert_eq!(reviewed(2).await, 0, "the settled invoice is not counted");
+    assert_eq!(reviewed(5).await, 0);
+    assert_eq!(reviewed(6).await, 1, "F2 falls due");
+    assert_eq!(reviewed(15).await, 0, "F2's next step is on day 36");
+    assert_eq!(reviewed(16).await, 1, "F1 passes 60 days");
+}
+
 on_both_backends!(
     cover_cut_below_the_limit_cuts_the_limit,
-    the_scheduled_pass_reviews_when_time_moves
+    the_scheduled_pass_reviews_when_time_moves,
+    the_next_review_is_the_earliest_step_ahead
 );
