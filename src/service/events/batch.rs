@@ -28,14 +28,16 @@ use crate::store::{AnyConnection, clients, invoices, live};
 /// log stores) and its sha256.
 type Ready = (ClientEvent, Value, String, String);
 
-/// The state of a transaction's batches while their events are decided.
-struct Batch<'a> {
+/// The batches of one transaction while their events are decided: batches join it one call
+/// of [`Batch::add`] after another (the event writer adds those that arrive meanwhile), then
+/// [`Batch::finish`] writes everything and reviews each client once.
+pub(super) struct Batch<'a> {
     actor: &'a str,
     now: DateTime<Utc>,
     accounts: HashMap<String, Account>,
-    /// Logged before this batch: event id → (client, sha256).
+    /// Logged before this transaction: event id → (client, sha256).
     known: HashMap<String, (String, String)>,
-    /// Accepted earlier in this batch: event id → sha256.
+    /// Accepted earlier in this transaction: event id → sha256.
     seen: HashMap<String, String>,
     invoices: HashMap<(String, String), Invoice>,
     dirty_invoices: Vec<(String, String)>,
@@ -43,12 +45,14 @@ struct Batch<'a> {
     alerts: Vec<(String, String, bool, DateTime<Utc>)>,
     /// Clients with accepted events → those events' JSON, in order.
     touched: BTreeMap<String, Vec<Value>>,
+    /// Each batch's results so far, and the clients it had events accepted for.
+    answered: Vec<(Vec<EventResult>, BTreeSet<String>)>,
 }
 
 /// Applies one or more batches in one transaction, in order, as if each came after the one
 /// before (an event id accepted by an earlier batch is a duplicate in a later one), then
-/// reviews each client with accepted events once, on the state all of them leave. Each batch
-/// gets its own results, and the reviews of the clients it had events accepted for.
+/// reviews each client with accepted events once, on the state they all leave. Each batch gets
+/// its own results, and the reviews of the clients it had events accepted for.
 pub(super) fn apply(
     conn: &mut AnyConnection,
     registry: &PolicyRegistry,
@@ -56,57 +60,9 @@ pub(super) fn apply(
     actor: &str,
     now: DateTime<Utc>,
 ) -> Result<Vec<Ingested>, ServiceError> {
-    let mut client_ids: Vec<&str> = batches
-        .iter()
-        .flat_map(|drafts| drafts.iter())
-        .filter_map(|(_, d)| d.as_ref().ok())
-        .map(|d| d.client_id.as_str())
-        .collect();
-    client_ids.sort_unstable();
-    client_ids.dedup();
-    let accounts: HashMap<String, Account> = ledgers::lock_many(conn, &client_ids)?
-        .into_iter()
-        .map(|a| (a.client_id.to_string(), a))
-        .collect();
-    let (ready, found) = resolve_while_reading(conn, batches, &accounts)?;
-    let mut b = Batch::new(actor, now, accounts, found, ready.iter().flatten());
-    let mut answered = Vec::with_capacity(batches.len());
-    for (drafts, ready) in batches.iter().zip(ready) {
-        let mut results = Vec::with_capacity(drafts.len());
-        let mut named = BTreeSet::new();
-        for ((event_id, _), item) in drafts.iter().zip(ready) {
-            let (status, notices) = match item {
-                Err(rejection) => (EventStatus::Rejected(rejection), Vec::new()),
-                Ok(ready) => {
-                    let client = ready.0.client_id.to_string();
-                    let decided = b.decide(conn, ready)?;
-                    if matches!(decided.0, EventStatus::Accepted) {
-                        named.insert(client);
-                    }
-                    decided
-                }
-            };
-            results.push(EventResult {
-                event_id: event_id.clone(),
-                status,
-                notices,
-            });
-        }
-        answered.push((results, named));
-    }
-    b.write_invoices(conn)?;
-    let reviews = b.review(conn, registry)?;
-    Ok(answered
-        .into_iter()
-        .map(|(results, named)| Ingested {
-            results,
-            reviews: reviews
-                .iter()
-                .filter(|r| named.contains(&r.client_id))
-                .cloned()
-                .collect(),
-        })
-        .collect())
+    let mut b = Batch::new(actor, now);
+    b.add(conn, batches)?;
+    b.finish(conn, registry)
 }
 
 /// What the batch's events touch, as stored before it: the events already logged under their
@@ -188,25 +144,98 @@ fn resolve(
 }
 
 impl<'a> Batch<'a> {
-    fn new<'r>(
-        actor: &'a str,
-        now: DateTime<Utc>,
-        accounts: HashMap<String, Account>,
-        (known, invoices): Found,
-        ready: impl Iterator<Item = &'r Result<Ready, Rejection>>,
-    ) -> Self {
+    pub(super) fn new(actor: &'a str, now: DateTime<Utc>) -> Self {
         Self {
             actor,
             now,
-            accounts,
-            known,
+            accounts: HashMap::new(),
+            known: HashMap::new(),
             seen: HashMap::new(),
-            invoices,
+            invoices: HashMap::new(),
             dirty_invoices: Vec::new(),
-            new_events: Vec::with_capacity(ready.filter(|r| r.is_ok()).count()),
+            new_events: Vec::new(),
             alerts: Vec::new(),
             touched: BTreeMap::new(),
+            answered: Vec::new(),
         }
+    }
+
+    /// Decides the events of more batches, each after the ones already added: locks the
+    /// clients not locked yet, reads the event ids and invoices the batches name (an invoice
+    /// already in memory, changed by an earlier batch, stays as it is) and decides each event.
+    pub(super) fn add(
+        &mut self,
+        conn: &mut AnyConnection,
+        batches: &[&[Draft]],
+    ) -> Result<(), ServiceError> {
+        if batches.is_empty() {
+            return Ok(());
+        }
+        let mut client_ids: Vec<&str> = batches
+            .iter()
+            .flat_map(|drafts| drafts.iter())
+            .filter_map(|(_, d)| d.as_ref().ok())
+            .map(|d| d.client_id.as_str())
+            .filter(|id| !self.accounts.contains_key(*id))
+            .collect();
+        client_ids.sort_unstable();
+        client_ids.dedup();
+        for account in ledgers::lock_many(conn, &client_ids)? {
+            self.accounts.insert(account.client_id.to_string(), account);
+        }
+        let (ready, (known, invoices)) = resolve_while_reading(conn, batches, &self.accounts)?;
+        self.known.extend(known);
+        for (key, invoice) in invoices {
+            self.invoices.entry(key).or_insert(invoice);
+        }
+        self.new_events
+            .reserve(ready.iter().flatten().filter(|r| r.is_ok()).count());
+        for (drafts, ready) in batches.iter().zip(ready) {
+            let mut results = Vec::with_capacity(drafts.len());
+            let mut named = BTreeSet::new();
+            for ((event_id, _), item) in drafts.iter().zip(ready) {
+                let (status, notices) = match item {
+                    Err(rejection) => (EventStatus::Rejected(rejection), Vec::new()),
+                    Ok(ready) => {
+                        let client = ready.0.client_id.to_string();
+                        let decided = self.decide(conn, ready)?;
+                        if matches!(decided.0, EventStatus::Accepted) {
+                            named.insert(client);
+                        }
+                        decided
+                    }
+                };
+                results.push(EventResult {
+                    event_id: event_id.clone(),
+                    status,
+                    notices,
+                });
+            }
+            self.answered.push((results, named));
+        }
+        Ok(())
+    }
+
+    /// Writes the invoices, the log and the reviews of every batch added, and answers each.
+    pub(super) fn finish(
+        mut self,
+        conn: &mut AnyConnection,
+        registry: &PolicyRegistry,
+    ) -> Result<Vec<Ingested>, ServiceError> {
+        self.write_invoices(conn)?;
+        let reviews = self.review(conn, registry)?;
+        Ok(self
+            .answered
+            .into_iter()
+            .map(|(results, named)| Ingested {
+                results,
+                reviews: reviews
+                    .iter()
+                    .filter(|r| named.contains(&r.client_id))
+                    .cloned()
+                    .collect(),
+            })
+            .collect())
     }
 
     /// Accepts, recognises as a duplicate, or rejects one event.

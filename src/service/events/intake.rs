@@ -6,10 +6,12 @@
 //! that makes their events durable. A transaction of several batches that fails is written
 //! again one batch at a time, so a batch fails only for its own sake.
 //!
-//! The writer also waits a little for the senders it has just answered (see [`Intake::take`]):
-//! a client's review costs the same for one batch as for eight, and under load most of a
-//! group's time is its reviews, so one group of eight batches is written much faster than two
-//! of four.
+//! Batches that arrive while the writer decides the events of its group join the group in the
+//! same transaction, and the writer waits a little for the senders it has just answered (see
+//! [`Intake::more`]): a client's review costs the same for one batch as for eight, and under
+//! load most of a group's time is its reviews, so one group of eight batches is written much
+//! faster than two of four. The wait overlaps the work: the group's first batches are decided
+//! while the others are on their way.
 
 use std::collections::VecDeque;
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
@@ -18,11 +20,12 @@ use std::time::{Duration, Instant};
 
 use chrono::{SubsecRound, Utc};
 
+use super::batch::Batch;
 use super::{Draft, Ingested, only, write_batches};
 use crate::service::ServiceError;
 use crate::service::policies::PolicyRegistry;
 use crate::service::writer_stats::{WriterCounts, WriterStats};
-use crate::store::{AnyConnection, Store};
+use crate::store::{AnyConnection, Store, write_tx_retrying};
 
 /// Most events in one transaction: bounds how long the writer is held and what a batch waits.
 const MAX_EVENTS: usize = 5_000;
@@ -47,10 +50,24 @@ struct Queue {
 }
 
 impl Queue {
-    /// Fewer batches wait than expected, and they leave room in a transaction.
-    fn short(&self) -> bool {
-        self.waiting.len() < self.expected
-            && self.waiting.iter().map(|w| w.drafts.len()).sum::<usize>() < MAX_EVENTS
+    /// The waiting batches that can join `group` (the oldest waiting when it is empty): those
+    /// of its sender, in order, while they fit in [`MAX_EVENTS`] (the reviews a transaction
+    /// writes are recorded under one actor).
+    fn take_for(&mut self, group: &[Waiting]) -> Vec<Waiting> {
+        let mut events: usize = group.iter().map(|w| w.drafts.len()).sum();
+        let mut taken: Vec<Waiting> = Vec::new();
+        while let Some(next) = self.waiting.front() {
+            let actor = group.first().or(taken.first()).map(|w| w.actor.as_str());
+            let fits = actor.is_none_or(|actor| {
+                next.actor == actor && events + next.drafts.len() <= MAX_EVENTS
+            });
+            if !fits {
+                break;
+            }
+            events += next.drafts.len();
+            taken.extend(self.waiting.pop_front());
+        }
+        taken
     }
 }
 
@@ -91,11 +108,9 @@ impl Intake {
                 if let Some(done) = answered(&answer) {
                     return Ok(Some(done));
                 }
-                let group = self.take();
                 let started = Instant::now();
-                let taken = group.len();
-                write_group(conn, registry, group);
-                self.stats.record(taken, started);
+                let (taken, waited) = self.write_group(conn, registry);
+                self.stats.record(taken, started + waited);
                 self.answered(taken);
                 Ok::<_, ServiceError>(None)
             });
@@ -150,21 +165,24 @@ impl Intake {
         queue.expected = taken + queue.waiting.len();
     }
 
-    /// The oldest batch waiting, and the ones after it from the same sender (the reviews a
-    /// transaction writes are recorded under one actor) while they fit in [`MAX_EVENTS`].
-    ///
-    /// First, while fewer batches wait than the last group expected (and less than
-    /// [`MAX_EVENTS`]), it waits for them, up to the intake's `wait`: the senders just answered
-    /// are sending their next batches, and a client named by several is then reviewed once.
-    /// A lone sender (one expected) never waits; a sender gone away costs one wait, after
-    /// which fewer are expected.
-    fn take(&self) -> Vec<Waiting> {
+    /// Batches to join `group` (the batches a transaction holds so far): those waiting that
+    /// can ([`Queue::take_for`]), without waiting when there are some; when there are none,
+    /// while the group holds fewer batches than the last group expected and less than
+    /// [`MAX_EVENTS`], the next ones to come, until `until`. The senders just answered are
+    /// sending their next batches, and a client named by several is then reviewed once. A
+    /// lone sender (one expected) never waits; a sender gone away costs one wait, after which
+    /// fewer are expected. Also returns how long it waited.
+    fn more(&self, group: &[Waiting], until: Instant) -> (Vec<Waiting>, Duration) {
+        let started = Instant::now();
+        let events: usize = group.iter().map(|w| w.drafts.len()).sum();
         let mut queue = self.lock();
-        let until = Instant::now() + self.wait;
-        while queue.short() {
+        loop {
+            let joining = queue.take_for(group);
             let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
+            let expecting = group.len() < queue.expected && events < MAX_EVENTS;
+            // A batch waiting that cannot join goes in the next group: no reason to wait.
+            if !joining.is_empty() || !queue.waiting.is_empty() || !expecting || left.is_zero() {
+                return (joining, started.elapsed());
             }
             queue = self
                 .queue
@@ -173,19 +191,63 @@ impl Intake {
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
-        let mut group: Vec<Waiting> = Vec::new();
-        let mut events = 0;
-        while let Some(next) = queue.waiting.front() {
-            let fits = group.first().is_none_or(|first| {
-                next.actor == first.actor && events + next.drafts.len() <= MAX_EVENTS
-            });
-            if !fits {
-                break;
+    }
+
+    /// Writes the oldest batch waiting and the batches of its sender that join it (see
+    /// [`Intake::more`]) in one transaction, and answers each; when that fails and the group
+    /// held several, each is written again in a transaction of its own. Returns how many
+    /// batches it answered and how long it waited for them.
+    fn write_group(
+        &self,
+        conn: &mut AnyConnection,
+        registry: &PolicyRegistry,
+    ) -> (usize, Duration) {
+        let mut group = self.lock().take_for(&[]);
+        let Some(first) = group.first() else {
+            return (0, Duration::ZERO);
+        };
+        let actor = first.actor.clone();
+        let now = Utc::now().trunc_subsecs(6);
+        let until = Instant::now() + self.wait;
+        let mut waited = Duration::ZERO;
+        let together = write_tx_retrying(conn, |conn| {
+            let mut open = Batch::new(&actor, now);
+            let mut added = 0;
+            loop {
+                let batches: Vec<&[Draft]> =
+                    group[added..].iter().map(|w| w.drafts.as_slice()).collect();
+                open.add(conn, &batches)?;
+                added = group.len();
+                let (joining, wait) = self.more(&group, until);
+                waited += wait;
+                if joining.is_empty() {
+                    return open.finish(conn, registry);
+                }
+                group.extend(joining);
             }
-            events += next.drafts.len();
-            group.extend(queue.waiting.pop_front());
+        });
+        let taken = group.len();
+        match together {
+            Ok(answers) => {
+                for (waiting, done) in group.into_iter().zip(answers) {
+                    // A caller that went away still has its events written; a resend is a
+                    // duplicate.
+                    let _ = waiting.reply.send(Ok(done));
+                }
+            }
+            Err(e) if taken == 1 => {
+                let _ = group[0].reply.send(Err(e));
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, batches = taken, "event group failed: one by one");
+                for waiting in group {
+                    let alone = write_batches(conn, registry, &[&waiting.drafts], &actor, now)
+                        .and_then(only);
+                    let _ = waiting.reply.send(alone);
+                }
+            }
         }
-        group
+        (taken, waited)
     }
 
     /// Takes the batch of `ticket` out of the queue; false when a writer has taken it.
@@ -210,37 +272,6 @@ fn dropped() -> ServiceError {
     ServiceError::Internal("the event writer dropped a batch".into())
 }
 
-/// Writes the group in one transaction and answers each batch; when that fails and the group
-/// held several, each is written again in a transaction of its own.
-fn write_group(conn: &mut AnyConnection, registry: &PolicyRegistry, group: Vec<Waiting>) {
-    let Some(first) = group.first() else {
-        return;
-    };
-    let actor = first.actor.clone();
-    let now = Utc::now().trunc_subsecs(6);
-    let batches: Vec<&[Draft]> = group.iter().map(|w| w.drafts.as_slice()).collect();
-    let together = write_batches(conn, registry, &batches, &actor, now);
-    match together {
-        Ok(answers) => {
-            for (waiting, done) in group.into_iter().zip(answers) {
-                // A caller that went away still has its events written; a resend is a duplicate.
-                let _ = waiting.reply.send(Ok(done));
-            }
-        }
-        Err(e) if group.len() == 1 => {
-            let _ = group[0].reply.send(Err(e));
-        }
-        Err(e) => {
-            tracing::debug!(error = %e, batches = group.len(), "event group failed: one by one");
-            for waiting in group {
-                let alone =
-                    write_batches(conn, registry, &[&waiting.drafts], &actor, now).and_then(only);
-                let _ = waiting.reply.send(alone);
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,70 +289,94 @@ mod tests {
         intake.enqueue(actor.into(), drafts).1
     }
 
-    #[test]
-    fn a_queue_is_short_while_fewer_batches_wait_than_expected_and_they_fit() {
-        let intake = Intake::default();
-        assert!(
-            !intake.lock().short(),
-            "nothing expected, nothing to wait for"
-        );
-        let _a = push(&intake, "erp", 500);
-        intake.lock().expected = 2;
-        assert!(intake.lock().short());
-        let _b = push(&intake, "erp", 500);
-        assert!(!intake.lock().short(), "the two expected are there");
-        intake.lock().expected = 3;
-        let _c = push(&intake, "erp", MAX_EVENTS);
-        intake.lock().expected = 4;
-        assert!(
-            !intake.lock().short(),
-            "a full transaction waits for no one"
-        );
+    /// The hour a test gives `more`: it returns because batches came or none are expected,
+    /// not because time passed.
+    fn an_hour() -> Instant {
+        Instant::now() + Duration::from_secs(3600)
     }
 
     #[test]
-    fn the_writer_waits_for_the_senders_it_answered_then_takes_them_together() {
-        // An hour: `take` returns because the expected batches came, not because time passed.
+    fn a_group_takes_the_batches_of_its_sender_while_they_fit() {
+        let intake = Intake::default();
+        let _a = push(&intake, "erp", 500);
+        let _b = push(&intake, "erp", 500);
+        let _c = push(&intake, "shop", 10);
+        let _d = push(&intake, "erp", 10);
+        let group = intake.lock().take_for(&[]);
+        assert_eq!(group.len(), 2, "the oldest and the next of its sender");
+        assert!(
+            intake.lock().take_for(&group).is_empty(),
+            "another sender's is next"
+        );
+        let shop = intake.lock().take_for(&[]);
+        assert_eq!(shop.len(), 1);
+        let _full = push(&intake, "erp", MAX_EVENTS);
+        let erp = intake.lock().take_for(&[]);
+        assert_eq!(
+            erp.len(),
+            1,
+            "the small one; the full one does not fit after it"
+        );
+        assert_eq!(intake.lock().waiting.len(), 1);
+    }
+
+    #[test]
+    fn the_writer_waits_for_the_senders_it_answered_and_they_join_its_group() {
         let intake = Intake::new(Duration::from_secs(3600));
         let _first = push(&intake, "erp", 500);
         intake.answered(2);
         assert_eq!(intake.lock().expected, 3, "two answered and one waiting");
+        let mut group = intake.lock().take_for(&[]);
         let sender = {
             let intake = intake.clone();
             std::thread::spawn(move || (push(&intake, "erp", 500), push(&intake, "erp", 500)))
         };
-        let group = intake.take();
-        assert_eq!(group.len(), 3);
-        assert!(intake.lock().waiting.is_empty());
+        while group.len() < 3 {
+            let (joining, _) = intake.more(&group, an_hour());
+            assert!(!joining.is_empty(), "it waits until a batch comes");
+            group.extend(joining);
+        }
         let _answers = sender.join();
+        let (none, _) = intake.more(&group, an_hour());
+        assert!(none.is_empty(), "all three expected are in: no more wait");
         intake.answered(group.len());
         assert_eq!(intake.lock().expected, 3);
     }
 
     #[test]
     fn without_a_wait_or_with_one_sender_the_writer_takes_what_waits() {
-        let intake = Intake::new(Duration::ZERO);
+        let intake = Intake::default();
         let _a = push(&intake, "erp", 10);
         intake.answered(4);
-        assert_eq!(intake.take().len(), 1, "no wait configured");
+        let group = intake.lock().take_for(&[]);
+        assert!(
+            intake.more(&group, Instant::now()).0.is_empty(),
+            "the wait is over"
+        );
 
-        let intake = Intake::new(Duration::from_secs(3600));
+        let intake = Intake::default();
         let _a = push(&intake, "erp", 10);
-        intake.answered(1);
-        assert_eq!(intake.lock().expected, 2);
-        let _b = push(&intake, "erp", 10);
-        let _c = push(&intake, "shop", 10);
-        let group = intake.take();
-        assert_eq!(
-            group.len(),
-            2,
-            "another sender's batch goes in the next group"
+        intake.answered(0);
+        let group = intake.lock().take_for(&[]);
+        assert!(
+            intake.more(&group, an_hour()).0.is_empty(),
+            "a lone sender: nobody else expected"
+        );
+
+        let intake = Intake::default();
+        let _a = push(&intake, "erp", 10);
+        intake.answered(2);
+        let group = intake.lock().take_for(&[]);
+        let _b = push(&intake, "shop", 10);
+        assert!(
+            intake.more(&group, an_hour()).0.is_empty(),
+            "another sender's batch waits: the group does not"
         );
         intake.answered(group.len());
         assert_eq!(
             intake.lock().expected,
-            3,
-            "the two answered and the one left waiting"
+            2,
+            "the one answered and the one left waiting"
         );
     }
 }

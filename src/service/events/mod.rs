@@ -91,7 +91,9 @@ pub fn ingest_at(
 
 /// Several batches in one transaction, as the writer takes them on SQLite: each as if it came
 /// after the ones before, each client with accepted events reviewed once (the tests use it
-/// to hold that on both backends).
+/// to hold that on both backends). The first batch is added, then the others join it
+/// together, as batches that arrive while the writer decides the first ones do (see
+/// [`Intake`]).
 pub fn ingest_many_at(
     conn: &mut AnyConnection,
     registry: &PolicyRegistry,
@@ -102,7 +104,13 @@ pub fn ingest_many_at(
     let now = now.trunc_subsecs(6);
     let drafts: Vec<Vec<Draft>> = batches.iter().map(|raw| read(raw, now)).collect();
     let drafts: Vec<&[Draft]> = drafts.iter().map(Vec::as_slice).collect();
-    write_batches(conn, registry, &drafts, actor, now)
+    let (first, later) = drafts.split_at(drafts.len().min(1));
+    write_tx_retrying(conn, |conn| {
+        let mut open = batch::Batch::new(actor, now);
+        open.add(conn, first)?;
+        open.add(conn, later)?;
+        open.finish(conn, registry)
+    })
 }
 
 /// Writes `batches` in one transaction (see `batch::apply`), run again on a conflict: the one
