@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use chrono::NaiveDate;
 use diesel::prelude::*;
 
+use super::day::Day;
 use super::schema::invoices;
 use super::{AnyConnection, StoreError, classify};
 use crate::domain::ledger::{Invoice, Issued};
@@ -17,15 +18,15 @@ struct InvoiceRow {
     client_id: String,
     invoice_id: String,
     amount_minor: Option<i64>,
-    issued_on: Option<NaiveDate>,
-    due_on: Option<NaiveDate>,
+    issued_on: Option<Day>,
+    due_on: Option<Day>,
     decision_id: Option<String>,
     paid_minor: i64,
     credited_minor: i64,
     open_minor: i64,
-    last_paid_on: Option<NaiveDate>,
+    last_paid_on: Option<Day>,
     dunning_level: i32,
-    settled_on: Option<NaiveDate>,
+    settled_on: Option<Day>,
 }
 
 impl InvoiceRow {
@@ -35,21 +36,21 @@ impl InvoiceRow {
             client_id: client_id.to_owned(),
             invoice_id: inv.invoice_id.clone(),
             amount_minor: issued.map(|i| i.amount_minor),
-            issued_on: issued.map(|i| i.issued_on),
-            due_on: issued.map(|i| i.due_on),
+            issued_on: issued.map(|i| Day(i.issued_on)),
+            due_on: issued.map(|i| Day(i.due_on)),
             decision_id: issued.and_then(|i| i.decision_id.clone()),
             paid_minor: inv.paid_minor,
             credited_minor: inv.credited_minor,
             open_minor: inv.open_minor(),
-            last_paid_on: inv.last_paid_on,
+            last_paid_on: inv.last_paid_on.map(Day),
             dunning_level: i32::from(inv.dunning_level),
-            settled_on: inv.settled_on,
+            settled_on: inv.settled_on.map(Day),
         }
     }
 
     fn into_invoice(self) -> Result<(String, Invoice), StoreError> {
         let issued = match (self.amount_minor, self.issued_on, self.due_on) {
-            (Some(amount_minor), Some(issued_on), Some(due_on)) => Some(Issued {
+            (Some(amount_minor), Some(Day(issued_on)), Some(Day(due_on))) => Some(Issued {
                 amount_minor,
                 issued_on,
                 due_on,
@@ -72,9 +73,9 @@ impl InvoiceRow {
                 issued,
                 paid_minor: self.paid_minor,
                 credited_minor: self.credited_minor,
-                last_paid_on: self.last_paid_on,
+                last_paid_on: self.last_paid_on.map(NaiveDate::from),
                 dunning_level,
-                settled_on: self.settled_on,
+                settled_on: self.settled_on.map(NaiveDate::from),
             },
         ))
     }
@@ -166,10 +167,13 @@ pub fn upsert_many(conn: &mut AnyConnection, rows: &[(&str, &Invoice)]) -> Resul
 }
 
 pub fn update(conn: &mut AnyConnection, client_id: &str, inv: &Invoice) -> Result<(), StoreError> {
-    diesel::update(invoices::table.find((client_id, inv.invoice_id.as_str())))
-        .set(InvoiceRow::of(client_id, inv))
-        .execute(conn)
-        .map_err(classify)?;
+    let row = InvoiceRow::of(client_id, inv);
+    per_backend!(conn, |c| diesel::update(
+        invoices::table.find((client_id, inv.invoice_id.as_str()))
+    )
+    .set(&row)
+    .execute(c))
+    .map_err(classify)?;
     Ok(())
 }
 
@@ -186,14 +190,14 @@ pub fn open_due_dates(
     conn: &mut AnyConnection,
     client_id: &str,
 ) -> Result<Vec<NaiveDate>, StoreError> {
-    let dates: Vec<Option<NaiveDate>> = invoices::table
+    let dates: Vec<Option<Day>> = invoices::table
         .filter(invoices::client_id.eq(client_id))
         .filter(invoices::open_minor.gt(0))
         .select(invoices::due_on)
         .distinct()
         .load(conn)
         .map_err(classify)?;
-    Ok(dates.into_iter().flatten().collect())
+    Ok(dates.into_iter().flatten().map(NaiveDate::from).collect())
 }
 
 /// Σ amount of the invoices each client issued on or after `since` (credit sales, for DSO).

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use diesel::prelude::*;
 
+use super::day::Day;
 use super::schema::{invoices, sales_alerts};
 use super::{AnyConnection, StoreError, classify, reservations};
 use crate::domain::review::recent_alerts_since;
@@ -83,7 +84,7 @@ pub fn for_client_until(
         reserved_minor: reserved.minor,
         ..ReadTime::default()
     };
-    let overdue: Vec<(Option<NaiveDate>, i64)> = per_backend!(conn, |c| invoices::table
+    let overdue: Vec<(Option<Day>, i64)> = per_backend!(conn, |c| invoices::table
         .filter(invoices::client_id.eq(client_id))
         .filter(invoices::open_minor.gt(0))
         .filter(invoices::due_on.lt(now.date_naive()))
@@ -91,7 +92,7 @@ pub fn for_client_until(
         .load(c))
     .map_err(classify)?;
     for (due_on, open) in overdue {
-        if let Some(due_on) = due_on {
+        if let Some(Day(due_on)) = due_on {
             read.add_overdue(due_on, open);
         }
     }
@@ -119,7 +120,7 @@ fn overdue(
     client_ids: &[&str],
     today: NaiveDate,
 ) -> Result<Vec<(String, NaiveDate, i64)>, StoreError> {
-    let rows: Vec<(String, Option<NaiveDate>, i64)> = invoices::table
+    let rows: Vec<(String, Option<Day>, i64)> = invoices::table
         .filter(invoices::client_id.eq_any(client_ids))
         .filter(invoices::open_minor.gt(0))
         .filter(invoices::due_on.lt(today))
@@ -128,7 +129,7 @@ fn overdue(
         .map_err(classify)?;
     Ok(rows
         .into_iter()
-        .filter_map(|(c, due, open)| due.map(|d| (c, d, open)))
+        .filter_map(|(c, due, open)| due.map(|Day(d)| (c, d, open)))
         .collect())
 }
 
@@ -190,14 +191,16 @@ pub fn for_reviews(
         out.entry(client).or_default().read.reserved_minor = minor;
     }
     let today = now.date_naive();
-    let open: Vec<(String, Option<NaiveDate>, i64)> = invoices::table
+    // On the concrete connection: tens of thousands of rows, each field read through the
+    // MultiConnection's row wrapper otherwise.
+    let open: Vec<(String, Option<Day>, i64)> = per_backend!(conn, |c| invoices::table
         .filter(invoices::client_id.eq_any(client_ids))
         .filter(invoices::open_minor.gt(0))
         .select((invoices::client_id, invoices::due_on, invoices::open_minor))
-        .load(conn)
-        .map_err(classify)?;
+        .load(c))
+    .map_err(classify)?;
     for (client, due_on, open_minor) in open {
-        let Some(due_on) = due_on else { continue };
+        let Some(Day(due_on)) = due_on else { continue };
         let entry = out.entry(client).or_default();
         entry.open_due_dates.push(due_on);
         if due_on < today {

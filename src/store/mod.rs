@@ -39,6 +39,7 @@ pub mod audit;
 pub mod captured;
 mod checkpoint;
 pub mod clients;
+pub mod day;
 pub mod decisions;
 pub mod events;
 mod health;
