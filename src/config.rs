@@ -64,8 +64,9 @@ pub struct Settings {
     /// Seconds between scheduled review passes (clients whose invoices crossed 30/60/90 days
     /// past due or whose cover ended); 0 turns the pass off.
     pub review_interval_secs: u64,
-    /// On SQLite, how long the event writer waits for the senders of its last group to send
-    /// again, so their batches share one transaction and one review a client; 0 never waits.
+    /// On SQLite, how long (from a group's start) the event writer waits for the senders of its
+    /// last group to send again, so their batches join one transaction and one review a client;
+    /// 0 never waits.
     pub events_group_wait_ms: u64,
     /// Run policies compiled to closures (the interpreter where they cannot
     /// be); `false` always interprets. Same results either way: a switch for
