@@ -22,12 +22,6 @@ use super::{MultiBackend, MultiRawValue};
 #[diesel(sql_type = Date)]
 pub struct Day(pub NaiveDate);
 
-impl From<NaiveDate> for Day {
-    fn from(date: NaiveDate) -> Self {
-        Self(date)
-    }
-}
-
 impl From<Day> for NaiveDate {
     fn from(day: Day) -> Self {
         day.0

@@ -163,6 +163,9 @@ impl<'a> Batch<'a> {
     /// Decides the events of more batches, each after the ones already added: locks the
     /// clients not locked yet, reads the event ids and invoices the batches name (an invoice
     /// already in memory, changed by an earlier batch, stays as it is) and decides each event.
+    /// On PostgreSQL the clients of a later call are locked after those of earlier ones, not
+    /// in one id order: only SQLite's event writer adds batches to a transaction under way
+    /// (its transaction holds the whole database), and the tests one transaction at a time.
     pub(super) fn add(
         &mut self,
         conn: &mut AnyConnection,
