@@ -134,7 +134,7 @@ fn run(
         let answers = commit_batch(batch, store, registry, ttl);
         // Counted before anyone is answered: a caller that reads `/metrics` after its answer
         // finds its decision there.
-        stats.record(size, started);
+        stats.record(size, started.elapsed());
         for (reply, mut result) in answers {
             // Durable now: the shadow runs may see it (never waited for).
             if let Ok(decided) = &mut result {

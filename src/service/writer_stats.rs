@@ -4,7 +4,7 @@
 //! read when requests queue (`/metrics`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::Duration;
 
 /// A writer's transactions, the items they carried (decisions, event batches) and its busy time.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -23,9 +23,9 @@ pub struct WriterStats {
 }
 
 impl WriterStats {
-    /// One transaction of `items`, begun at `started`.
-    pub fn record(&self, items: usize, started: Instant) {
-        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    /// One transaction of `items` that kept the writer busy for `busy`.
+    pub fn record(&self, items: usize, busy: Duration) {
+        let micros = u64::try_from(busy.as_micros()).unwrap_or(u64::MAX);
         self.transactions.fetch_add(1, Ordering::Relaxed);
         self.items
             .fetch_add(u64::try_from(items).unwrap_or(u64::MAX), Ordering::Relaxed);

@@ -49,22 +49,6 @@ pub(super) struct Batch<'a> {
     answered: Vec<(Vec<EventResult>, BTreeSet<String>)>,
 }
 
-/// Applies one or more batches in one transaction, in order, as if each came after the one
-/// before (an event id accepted by an earlier batch is a duplicate in a later one), then
-/// reviews each client with accepted events once, on the state they all leave. Each batch gets
-/// its own results, and the reviews of the clients it had events accepted for.
-pub(super) fn apply(
-    conn: &mut AnyConnection,
-    registry: &PolicyRegistry,
-    batches: &[&[Draft]],
-    actor: &str,
-    now: DateTime<Utc>,
-) -> Result<Vec<Ingested>, ServiceError> {
-    let mut b = Batch::new(actor, now);
-    b.add(conn, batches)?;
-    b.finish(conn, registry)
-}
-
 /// What the batch's events touch, as stored before it: the events already logged under their
 /// ids (id → client, sha256) and the invoices they name.
 type Found = (

@@ -20,12 +20,11 @@ use std::time::{Duration, Instant};
 
 use chrono::{SubsecRound, Utc};
 
-use super::batch::Batch;
-use super::{Draft, Ingested, only, write_batches};
+use super::{Draft, Ingested, only, write_batches, write_joining};
 use crate::service::ServiceError;
 use crate::service::policies::PolicyRegistry;
 use crate::service::writer_stats::{WriterCounts, WriterStats};
-use crate::store::{AnyConnection, Store, write_tx_retrying};
+use crate::store::{AnyConnection, Store};
 
 /// Most events in one transaction: bounds how long the writer is held and what a batch waits.
 const MAX_EVENTS: usize = 5_000;
@@ -110,7 +109,8 @@ impl Intake {
                 }
                 let started = Instant::now();
                 let (taken, waited) = self.write_group(conn, registry);
-                self.stats.record(taken, started + waited);
+                self.stats
+                    .record(taken, started.elapsed().saturating_sub(waited));
                 self.answered(taken);
                 Ok::<_, ServiceError>(None)
             });
@@ -210,22 +210,19 @@ impl Intake {
         let now = Utc::now().trunc_subsecs(6);
         let until = Instant::now() + self.wait;
         let mut waited = Duration::ZERO;
-        let together = write_tx_retrying(conn, |conn| {
-            let mut open = Batch::new(&actor, now);
-            let mut added = 0;
-            loop {
-                let batches: Vec<&[Draft]> =
-                    group[added..].iter().map(|w| w.drafts.as_slice()).collect();
-                open.add(conn, &batches)?;
-                added = group.len();
-                let (joining, wait) = self.more(&group, until);
+        let together = write_joining(
+            conn,
+            registry,
+            &actor,
+            now,
+            &mut group,
+            |waiting| waiting.drafts.as_slice(),
+            |group| {
+                let (joining, wait) = self.more(group, until);
                 waited += wait;
-                if joining.is_empty() {
-                    return open.finish(conn, registry);
-                }
-                group.extend(joining);
-            }
-        });
+                joining
+            },
+        );
         let taken = group.len();
         match together {
             Ok(answers) => {

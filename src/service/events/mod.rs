@@ -105,16 +105,19 @@ pub fn ingest_many_at(
     let drafts: Vec<Vec<Draft>> = batches.iter().map(|raw| read(raw, now)).collect();
     let drafts: Vec<&[Draft]> = drafts.iter().map(Vec::as_slice).collect();
     let (first, later) = drafts.split_at(drafts.len().min(1));
-    write_tx_retrying(conn, |conn| {
-        let mut open = batch::Batch::new(actor, now);
-        open.add(conn, first)?;
-        open.add(conn, later)?;
-        open.finish(conn, registry)
-    })
+    let mut later = Some(later);
+    write_joining(
+        conn,
+        registry,
+        actor,
+        now,
+        &mut first.to_vec(),
+        |batch| batch,
+        |_| later.take().map(<[_]>::to_vec).unwrap_or_default(),
+    )
 }
 
-/// Writes `batches` in one transaction (see `batch::apply`), run again on a conflict: the one
-/// way every path above and the group commit write.
+/// Writes `batches` in one transaction, run again on a conflict.
 fn write_batches(
     conn: &mut AnyConnection,
     registry: &PolicyRegistry,
@@ -122,8 +125,44 @@ fn write_batches(
     actor: &str,
     now: DateTime<Utc>,
 ) -> Result<Vec<Ingested>, ServiceError> {
+    write_joining(
+        conn,
+        registry,
+        actor,
+        now,
+        &mut batches.to_vec(),
+        |batch| batch,
+        |_| Vec::new(),
+    )
+}
+
+/// The one way batches are written: one transaction (run again on a conflict, every batch
+/// again) of the batches in `items`, then of those `more` gives each time the ones before are
+/// decided, until it gives none; each batch as if it came after the ones before it, each
+/// client with accepted events reviewed once on the state they all leave (see
+/// [`batch::Batch`]). `items` ends holding every batch written, answered in its order.
+fn write_joining<T>(
+    conn: &mut AnyConnection,
+    registry: &PolicyRegistry,
+    actor: &str,
+    now: DateTime<Utc>,
+    items: &mut Vec<T>,
+    drafts: fn(&T) -> &[Draft],
+    mut more: impl FnMut(&[T]) -> Vec<T>,
+) -> Result<Vec<Ingested>, ServiceError> {
     write_tx_retrying(conn, |conn| {
-        batch::apply(conn, registry, batches, actor, now)
+        let mut open = batch::Batch::new(actor, now);
+        let mut added = 0;
+        loop {
+            let batches: Vec<&[Draft]> = items[added..].iter().map(drafts).collect();
+            open.add(conn, &batches)?;
+            added = items.len();
+            let joining = more(items);
+            if joining.is_empty() {
+                return open.finish(conn, registry);
+            }
+            items.extend(joining);
+        }
     })
 }
 
