@@ -95,6 +95,16 @@ impl Invoice {
         }
     }
 
+    /// The due date and open amount of an invoice still owed (issued, open amount above
+    /// zero): what `store::open_dues` sums by due date.
+    pub fn open_due(&self) -> Option<(NaiveDate, i64)> {
+        let open = self.open_minor();
+        self.issued
+            .as_ref()
+            .filter(|_| open > 0)
+            .map(|i| (i.due_on, open))
+    }
+
     /// Issued − paid − credited, never below zero; zero until issued.
     pub fn open_minor(&self) -> i64 {
         self.issued.as_ref().map_or(0, |i| {

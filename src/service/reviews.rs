@@ -20,7 +20,7 @@ use crate::domain::{
 };
 use crate::policy::{self, Baseline, Outcome, PipelineResult, PolicyInput, Stage, Trigger};
 use crate::store::ledgers::{self, Reviewed};
-use crate::store::{AnyConnection, clients, invoices, live};
+use crate::store::{AnyConnection, clients, live, open_dues};
 
 /// The audit kind of a limit review.
 pub const KIND: &str = "client.limit_review";
@@ -61,7 +61,9 @@ pub fn review(
     let client = clients::find_at(conn, id, now)?.ok_or_else(|| ServiceError::NotFound {
         what: format!("client `{id}`"),
     })?;
-    let due = invoices::open_due_dates(conn, id.as_str())?;
+    let due = open_dues::for_client(conn, id.as_str())?
+        .into_keys()
+        .collect();
     let alerts = live::recent_alerts(conn, &[id.as_str()], now)?
         .into_iter()
         .map(|(_, _, at)| at)

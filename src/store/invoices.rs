@@ -166,38 +166,12 @@ pub fn upsert_many(conn: &mut AnyConnection, rows: &[(&str, &Invoice)]) -> Resul
     Ok(())
 }
 
-pub fn update(conn: &mut AnyConnection, client_id: &str, inv: &Invoice) -> Result<(), StoreError> {
-    let row = InvoiceRow::of(client_id, inv);
-    per_backend!(conn, |c| diesel::update(
-        invoices::table.find((client_id, inv.invoice_id.as_str()))
-    )
-    .set(&row)
-    .execute(c))
-    .map_err(classify)?;
-    Ok(())
-}
-
 /// Removes a client's invoices (before rebuilding them from its events).
 pub fn delete_for_client(conn: &mut AnyConnection, client_id: &str) -> Result<(), StoreError> {
     diesel::delete(invoices::table.filter(invoices::client_id.eq(client_id)))
         .execute(conn)
         .map_err(classify)?;
     Ok(())
-}
-
-/// Due dates of a client's open invoices (for the next scheduled review).
-pub fn open_due_dates(
-    conn: &mut AnyConnection,
-    client_id: &str,
-) -> Result<Vec<NaiveDate>, StoreError> {
-    let dates: Vec<Option<Day>> = invoices::table
-        .filter(invoices::client_id.eq(client_id))
-        .filter(invoices::open_minor.gt(0))
-        .select(invoices::due_on)
-        .distinct()
-        .load(conn)
-        .map_err(classify)?;
-    Ok(dates.into_iter().flatten().map(NaiveDate::from).collect())
 }
 
 /// Σ amount of the invoices each client issued on or after `since` (credit sales, for DSO).

@@ -7,9 +7,8 @@ use std::collections::HashMap;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use diesel::prelude::*;
 
-use super::day::Day;
-use super::schema::{invoices, sales_alerts};
-use super::{AnyConnection, StoreError, classify, reservations};
+use super::schema::sales_alerts;
+use super::{AnyConnection, StoreError, classify, open_dues, reservations};
 use crate::domain::review::recent_alerts_since;
 
 /// A client's read-time figures.
@@ -49,7 +48,8 @@ pub fn for_clients(
     for (client, minor) in reservations::reserved_by_client(conn, client_ids, now.naive_utc())? {
         out.entry(client).or_default().reserved_minor = minor;
     }
-    for (client, due_on, open) in overdue(conn, client_ids, now.date_naive())? {
+    for (client, due_on, open) in open_dues::for_clients(conn, client_ids, Some(now.date_naive()))?
+    {
         out.entry(client).or_default().add_overdue(due_on, open);
     }
     for (client, negative, _) in recent_alerts(conn, client_ids, now)? {
@@ -84,17 +84,9 @@ pub fn for_client_until(
         reserved_minor: reserved.minor,
         ..ReadTime::default()
     };
-    let overdue: Vec<(Option<Day>, i64)> = per_backend!(conn, |c| invoices::table
-        .filter(invoices::client_id.eq(client_id))
-        .filter(invoices::open_minor.gt(0))
-        .filter(invoices::due_on.lt(now.date_naive()))
-        .select((invoices::due_on, invoices::open_minor))
-        .load(c))
-    .map_err(classify)?;
-    for (due_on, open) in overdue {
-        if let Some(Day(due_on)) = due_on {
-            read.add_overdue(due_on, open);
-        }
+    let today = now.date_naive();
+    for (due_on, due) in open_dues::for_client(conn, client_id)?.range(..today) {
+        read.add_overdue(*due_on, due.open_minor);
     }
     let since = recent_alerts_since(now);
     let window = now - since;
@@ -112,25 +104,6 @@ pub fn for_client_until(
         changes_at = Some(changes_at.map_or(ages_out, |t| t.min(ages_out)));
     }
     Ok((read, changes_at, reserved.changes))
-}
-
-/// (client, due date, open amount) of the open invoices due before `today`.
-fn overdue(
-    conn: &mut AnyConnection,
-    client_ids: &[&str],
-    today: NaiveDate,
-) -> Result<Vec<(String, NaiveDate, i64)>, StoreError> {
-    let rows: Vec<(String, Option<Day>, i64)> = invoices::table
-        .filter(invoices::client_id.eq_any(client_ids))
-        .filter(invoices::open_minor.gt(0))
-        .filter(invoices::due_on.lt(today))
-        .select((invoices::client_id, invoices::due_on, invoices::open_minor))
-        .load(conn)
-        .map_err(classify)?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(c, due, open)| due.map(|Day(d)| (c, d, open)))
-        .collect())
 }
 
 /// (client, negative?, occurred_at) of the alerts still recent at `now`.
@@ -176,9 +149,9 @@ impl Reviewing {
 pub type UnloggedAlert<'a> = (&'a str, bool, DateTime<Utc>);
 
 /// [`Reviewing`] for the clients of a batch of events, in three queries whatever their number:
-/// one pass over their open invoices gives both the due dates and the overdue figures, one over
-/// their recent alerts both the counts and the dates (each used to be read twice). `unlogged`
-/// are the batch's own alerts, counted as if stored (see `service::events::batch`): an alert
+/// one pass over their open amounts by due date gives both the due dates and the overdue
+/// figures, one over their recent alerts both the counts and the dates. `unlogged` are the
+/// batch's own alerts, counted as if stored (see `service::events::batch`): an alert
 /// row needs its event's log row, which is written while the reviews run.
 pub fn for_reviews(
     conn: &mut AnyConnection,
@@ -191,16 +164,7 @@ pub fn for_reviews(
         out.entry(client).or_default().read.reserved_minor = minor;
     }
     let today = now.date_naive();
-    // On the concrete connection: tens of thousands of rows, each field read through the
-    // MultiConnection's row wrapper otherwise.
-    let open: Vec<(String, Option<Day>, i64)> = per_backend!(conn, |c| invoices::table
-        .filter(invoices::client_id.eq_any(client_ids))
-        .filter(invoices::open_minor.gt(0))
-        .select((invoices::client_id, invoices::due_on, invoices::open_minor))
-        .load(c))
-    .map_err(classify)?;
-    for (client, due_on, open_minor) in open {
-        let Some(Day(due_on)) = due_on else { continue };
+    for (client, due_on, open_minor) in open_dues::for_clients(conn, client_ids, None)? {
         let entry = out.entry(client).or_default();
         entry.open_due_dates.push(due_on);
         if due_on < today {

@@ -207,6 +207,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    open_dues (client_id, due_on) {
+        client_id -> Text,
+        due_on -> Date,
+        open_minor -> BigInt,
+        invoices -> BigInt,
+    }
+}
+
+diesel::table! {
     sales_alerts (event_seq) {
         event_seq -> BigInt,
         client_id -> Text,
