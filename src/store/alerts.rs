@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 
+use super::moment::Moment;
 use super::schema::sales_alerts;
 use super::{AnyConnection, StoreError, classify};
 
@@ -12,7 +13,7 @@ pub struct AlertRow {
     pub event_seq: i64,
     pub client_id: String,
     pub negative: bool,
-    pub occurred_at: chrono::NaiveDateTime,
+    pub occurred_at: Moment,
 }
 
 impl AlertRow {
@@ -21,7 +22,7 @@ impl AlertRow {
             event_seq,
             client_id: client_id.to_owned(),
             negative,
-            occurred_at: at.naive_utc(),
+            occurred_at: Moment(at.naive_utc()),
         }
     }
 }

@@ -4,6 +4,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use diesel::prelude::*;
 
 use super::live::{self, ReadTime};
+use super::moment::Moment;
 use super::prepared::scalar;
 use super::schema::{client_reserved, clients};
 use super::{AnyConnection, StoreError, classify};
@@ -38,8 +39,8 @@ struct ClientRow {
     risk_score: Option<i64>,
     risk_band: Option<String>,
     risk_factors: Option<String>,
-    created_at: NaiveDateTime,
-    updated_at: NaiveDateTime,
+    created_at: Moment,
+    updated_at: Moment,
     version: i64,
 }
 
@@ -123,8 +124,8 @@ impl ClientRow {
                     .map_err(|e| bad("legal_status", e))?,
                 risk,
             },
-            created_at: r.created_at.and_utc(),
-            updated_at: r.updated_at.and_utc(),
+            created_at: r.created_at.0.and_utc(),
+            updated_at: r.updated_at.0.and_utc(),
         })
     }
 }

@@ -39,18 +39,22 @@ impl FromSql<Date, Sqlite> for Day {
 }
 
 /// `YYYY-MM-DD` exactly (as diesel writes a date into SQLite), when it is a real date.
-fn year_month_day(text: &str) -> Option<NaiveDate> {
+pub(super) fn year_month_day(text: &str) -> Option<NaiveDate> {
     let bytes = text.as_bytes();
     if bytes.len() != 10 || bytes[4] != b'-' || bytes[7] != b'-' {
         return None;
     }
-    let number = |digits: &[u8]| {
-        digits.iter().try_fold(0_u32, |n, d| {
-            d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
-        })
-    };
     let year = i32::try_from(number(&bytes[0..4])?).ok()?;
     NaiveDate::from_ymd_opt(year, number(&bytes[5..7])?, number(&bytes[8..10])?)
+}
+
+/// The number these ASCII digits write, `None` if one is not a digit (or on overflow).
+pub(super) fn number(digits: &[u8]) -> Option<u32> {
+    digits.iter().try_fold(0_u32, |n, d| {
+        d.is_ascii_digit()
+            .then(|| n.checked_mul(10)?.checked_add(u32::from(d - b'0')))
+            .flatten()
+    })
 }
 
 impl ToSql<Date, Sqlite> for Day {

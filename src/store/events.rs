@@ -11,6 +11,7 @@ use diesel::prelude::*;
 use r2d2::ManageConnection;
 
 use super::checkpoint::Checkpointer;
+use super::moment::Moment;
 use super::schema::client_events;
 use super::{AnyConnection, Manager, Store, StoreError, classify};
 use crate::config::DatabaseTarget;
@@ -134,8 +135,8 @@ pub struct NewEvent {
     pub event_id: String,
     pub client_id: String,
     pub event_type: String,
-    pub occurred_at: NaiveDateTime,
-    pub received_at: NaiveDateTime,
+    pub occurred_at: Moment,
+    pub received_at: Moment,
     pub received_by: String,
     pub body_sha256: String,
     pub body: String,

@@ -1,9 +1,10 @@
 //! The event-projection columns of the clients table ([`Ledger`]) and what a limit review
 //! writes back (risk, limit, status, next review day).
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use diesel::prelude::*;
 
+use super::moment::Moment;
 use super::prepared::{self, Update};
 use super::schema::clients;
 use super::{AnyConnection, StoreError, classify};
@@ -22,12 +23,12 @@ struct LedgerRow {
     insurer: Option<String>,
     insured_minor: Option<i64>,
     insurance_valid_until: Option<NaiveDate>,
-    insurance_changed_at: Option<NaiveDateTime>,
+    insurance_changed_at: Option<Moment>,
     score_provider: Option<String>,
     external_score: Option<i64>,
     external_score_as_of: Option<NaiveDate>,
     legal_status: String,
-    legal_status_changed_at: Option<NaiveDateTime>,
+    legal_status_changed_at: Option<Moment>,
 }
 
 #[derive(AsChangeset)]
@@ -41,13 +42,13 @@ struct LedgerChange<'a> {
     insurer: Option<&'a str>,
     insured_minor: Option<i64>,
     insurance_valid_until: Option<NaiveDate>,
-    insurance_changed_at: Option<NaiveDateTime>,
+    insurance_changed_at: Option<Moment>,
     score_provider: Option<&'a str>,
     external_score: Option<i64>,
     external_score_as_of: Option<NaiveDate>,
     legal_status: &'a str,
-    legal_status_changed_at: Option<NaiveDateTime>,
-    updated_at: NaiveDateTime,
+    legal_status_changed_at: Option<Moment>,
+    updated_at: Moment,
 }
 
 /// A client as the projection needs it.
@@ -90,11 +91,11 @@ impl LedgerRow {
                 paid_late: self.paid_late,
                 total_days_late: self.total_days_late,
                 insurance,
-                insurance_changed_at: self.insurance_changed_at.map(|t| t.and_utc()),
+                insurance_changed_at: self.insurance_changed_at.map(|t| t.0.and_utc()),
                 external_score,
                 legal_status: LegalStatus::parse(&self.legal_status)
                     .map_err(|e| bad("legal_status", e))?,
-                legal_status_changed_at: self.legal_status_changed_at.map(|t| t.and_utc()),
+                legal_status_changed_at: self.legal_status_changed_at.map(|t| t.0.and_utc()),
             },
         })
     }
@@ -132,13 +133,15 @@ fn ledger_change(ledger: &Ledger, at: DateTime<Utc>) -> LedgerChange<'_> {
         insurer: cover.map(|c| c.insurer.as_str()),
         insured_minor: cover.map(|c| c.insured_minor),
         insurance_valid_until: cover.and_then(|c| c.valid_until),
-        insurance_changed_at: ledger.insurance_changed_at.map(|t| t.naive_utc()),
+        insurance_changed_at: ledger.insurance_changed_at.map(|t| Moment(t.naive_utc())),
         score_provider: score.map(|s| s.provider.as_str()),
         external_score: score.map(|s| s.score),
         external_score_as_of: score.map(|s| s.as_of),
         legal_status: ledger.legal_status.as_str(),
-        legal_status_changed_at: ledger.legal_status_changed_at.map(|t| t.naive_utc()),
-        updated_at: at.naive_utc(),
+        legal_status_changed_at: ledger
+            .legal_status_changed_at
+            .map(|t| Moment(t.naive_utc())),
+        updated_at: Moment(at.naive_utc()),
     }
 }
 
@@ -226,7 +229,7 @@ pub fn save_review(
         clients::credit_limit_minor.eq(r.credit_limit_minor),
         clients::status.eq(r.status.as_str()),
         clients::next_review_on.eq(r.next_review_on),
-        clients::updated_at.eq(r.at.naive_utc()),
+        clients::updated_at.eq(Moment(r.at.naive_utc())),
     );
     match r.risk {
         Some(risk) => {

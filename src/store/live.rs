@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use diesel::prelude::*;
 
+use super::moment::Moment;
 use super::schema::sales_alerts;
 use super::{AnyConnection, StoreError, classify, open_dues, reservations};
 use crate::domain::review::recent_alerts_since;
@@ -112,7 +113,7 @@ pub fn recent_alerts(
     client_ids: &[&str],
     now: DateTime<Utc>,
 ) -> Result<Vec<(String, bool, DateTime<Utc>)>, StoreError> {
-    let rows: Vec<(String, bool, chrono::NaiveDateTime)> = sales_alerts::table
+    let rows: Vec<(String, bool, Moment)> = sales_alerts::table
         .filter(sales_alerts::client_id.eq_any(client_ids))
         .filter(sales_alerts::occurred_at.gt(recent_alerts_since(now).naive_utc()))
         .select((
@@ -124,7 +125,7 @@ pub fn recent_alerts(
         .map_err(classify)?;
     Ok(rows
         .into_iter()
-        .map(|(c, negative, at)| (c, negative, at.and_utc()))
+        .map(|(c, negative, Moment(at))| (c, negative, at.and_utc()))
         .collect())
 }
 

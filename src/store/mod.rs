@@ -46,6 +46,7 @@ mod health;
 pub mod invoices;
 pub mod ledgers;
 pub mod live;
+pub mod moment;
 pub mod open_dues;
 pub mod policies;
 pub mod prepared;

@@ -22,6 +22,7 @@ use crate::service::{ServiceError, shared};
 use crate::store::alerts::{self, AlertRow};
 use crate::store::events::{self as log, NewEvent};
 use crate::store::ledgers::{self, Account};
+use crate::store::moment::Moment;
 use crate::store::reservations::{self, Settlement};
 use crate::store::{AnyConnection, clients, invoices, live, open_dues};
 
@@ -299,8 +300,8 @@ impl<'a> Batch<'a> {
             event_id: event.event_id.clone(),
             client_id: client.clone(),
             event_type: event.event_type().as_str().to_owned(),
-            occurred_at: event.occurred_at.naive_utc(),
-            received_at: self.now.naive_utc(),
+            occurred_at: Moment(event.occurred_at.naive_utc()),
+            received_at: Moment(self.now.naive_utc()),
             received_by: self.actor.to_owned(),
             body_sha256: sha.clone(),
             body: canonical,
