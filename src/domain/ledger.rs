@@ -13,6 +13,8 @@
 //! - a cover change or legal status reported as having occurred before the one in force, or a
 //!   score older than the one held, is logged but changes nothing.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::client::{ExternalScore, LegalStatus};
@@ -39,6 +41,65 @@ pub struct Ledger {
     pub external_score: Option<ExternalScore>,
     pub legal_status: LegalStatus,
     pub legal_status_changed_at: Option<DateTime<Utc>>,
+    /// Its open invoices summed by due date: all that reviews, decisions and client reads
+    /// need of them (what is overdue, since when, the days the 30/60/90 steps are crossed),
+    /// kept with the figures so that none of them reads the invoices.
+    pub open_dues: Dues,
+}
+
+/// What a client's open invoices due one day add up to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Due {
+    pub open_minor: i64,
+    /// How many invoices; a day with none is not held.
+    pub invoices: i64,
+}
+
+/// A client's open invoices ([`Invoice::open_due`]) summed by due date.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Dues(BTreeMap<NaiveDate, Due>);
+
+impl Dues {
+    /// The days, earliest first.
+    pub fn iter(&self) -> impl Iterator<Item = (NaiveDate, Due)> + '_ {
+        self.0.iter().map(|(day, due)| (*day, *due))
+    }
+
+    pub fn dates(&self) -> impl Iterator<Item = NaiveDate> + '_ {
+        self.0.keys().copied()
+    }
+
+    /// Σ open amount due before `today`, and the earliest such due date.
+    pub fn overdue(&self, today: NaiveDate) -> (i64, Option<NaiveDate>) {
+        let before = self.0.range(..today);
+        let oldest = before.clone().next().map(|(day, _)| *day);
+        (before.map(|(_, due)| due.open_minor).sum(), oldest)
+    }
+
+    /// One invoice went from `before` to `after` (its [`Invoice::open_due`]). The sums cannot
+    /// overflow: each is part of the client's open total, checked as it changes.
+    pub fn replace(&mut self, before: Option<(NaiveDate, i64)>, after: Option<(NaiveDate, i64)>) {
+        if let Some((day, open)) = before
+            && let Some(due) = self.0.get_mut(&day)
+        {
+            due.open_minor -= open;
+            due.invoices -= 1;
+            if due.invoices <= 0 {
+                self.0.remove(&day);
+            }
+        }
+        if let Some((day, open)) = after {
+            let due = self.0.entry(day).or_default();
+            due.open_minor += open;
+            due.invoices += 1;
+        }
+    }
+}
+
+impl FromIterator<(NaiveDate, Due)> for Dues {
+    fn from_iter<I: IntoIterator<Item = (NaiveDate, Due)>>(days: I) -> Self {
+        Self(days.into_iter().collect())
+    }
 }
 
 impl Default for Ledger {
@@ -53,6 +114,7 @@ impl Default for Ledger {
             external_score: None,
             legal_status: LegalStatus::None,
             legal_status_changed_at: None,
+            open_dues: Dues::default(),
         }
     }
 }
@@ -158,13 +220,19 @@ pub fn apply(
             Some(inv),
         ) => {
             let mut next = inv.clone();
+            // The figures are checked on a copy, the dues changed once they pass (not copied
+            // for every event).
+            let dues = std::mem::take(&mut ledger.open_dues);
             let mut l = ledger.clone();
+            ledger.open_dues = dues;
             invoice_event(&mut next, &event.body, day, &mut notices)?;
             let delta = next.open_minor() - inv.open_minor();
             l.open_invoices_minor = add(l.open_invoices_minor, delta)?;
             if inv.settled_on.is_none() && next.settled_on.is_some() && next.paid_minor > 0 {
                 count_payment(&mut l, &next)?;
             }
+            l.open_dues = std::mem::take(&mut ledger.open_dues);
+            l.open_dues.replace(inv.open_due(), next.open_due());
             *inv = next;
             *ledger = l;
         }
@@ -395,4 +463,53 @@ fn add(a: i64, b: i64) -> Result<i64, Rejection> {
             "the running totals would exceed what can be held exactly",
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 12, d).unwrap()
+    }
+
+    /// Issued, paid in part, moved to another due date, settled: each day holds the sum and
+    /// the count of what is still open on it, and a day with nothing left goes.
+    #[test]
+    fn dues_follow_each_invoice() {
+        let mut dues = Dues::default();
+        dues.replace(None, Some((day(10), 500)));
+        dues.replace(None, Some((day(10), 300)));
+        dues.replace(None, Some((day(20), 100)));
+        dues.replace(Some((day(10), 500)), Some((day(10), 200)));
+        let held: Vec<_> = dues.iter().collect();
+        assert_eq!(
+            held,
+            [
+                (
+                    day(10),
+                    Due {
+                        open_minor: 500,
+                        invoices: 2
+                    }
+                ),
+                (
+                    day(20),
+                    Due {
+                        open_minor: 100,
+                        invoices: 1
+                    }
+                )
+            ]
+        );
+        assert_eq!(dues.overdue(day(10)), (0, None), "due today is not overdue");
+        assert_eq!(dues.overdue(day(11)), (500, Some(day(10))));
+        assert_eq!(dues.overdue(day(21)), (600, Some(day(10))));
+        dues.replace(Some((day(10), 300)), Some((day(25), 300)));
+        dues.replace(Some((day(10), 200)), None);
+        assert_eq!(dues.dates().collect::<Vec<_>>(), [day(20), day(25)]);
+        dues.replace(Some((day(20), 100)), None);
+        dues.replace(Some((day(25), 300)), None);
+        assert_eq!(dues, Dues::default());
+    }
 }

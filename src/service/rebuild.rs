@@ -12,7 +12,6 @@ use crate::domain::events::{ClientEvent, EventBody, Sentiment};
 use crate::domain::ledger::{self, Invoice, Ledger};
 use crate::domain::{ClientId, Currency};
 use crate::store::alerts::{self, AlertRow};
-use crate::store::open_dues::{self, Dues};
 use crate::store::{AnyConnection, StoreError, events, invoices, ledgers, write_tx};
 
 /// Everything the events make of a client.
@@ -20,8 +19,6 @@ use crate::store::{AnyConnection, StoreError, events, invoices, ledgers, write_t
 pub struct Projection {
     pub ledger: Ledger,
     pub invoices: BTreeMap<String, Invoice>,
-    /// Its open amounts by due date: the stored table's rows, or the replayed invoices' sums.
-    pub dues: Dues,
     /// (event seq, negative?) of its sales alerts.
     pub alerts: Vec<(i64, bool)>,
 }
@@ -61,7 +58,6 @@ pub fn rebuild_client(
                 .map(|i| (i.invoice_id.clone(), i))
                 .collect(),
             alerts: alerts::for_client(conn, id.as_str())?,
-            dues: open_dues::for_client(conn, id.as_str())?,
         };
         let differences = differences(&stored, &replayed);
         if write && !differences.is_empty() {
@@ -93,7 +89,6 @@ pub fn replay(
         ledger: Ledger::default(),
         invoices: BTreeMap::new(),
         alerts: Vec::new(),
-        dues: Dues::new(),
     };
     let (mut after, mut count) = (0, 0);
     let mut alert_times = BTreeMap::new();
@@ -121,7 +116,6 @@ pub fn replay(
             }
         }
     }
-    p.dues = open_dues::sum(p.invoices.values());
     Ok(Replayed {
         projection: p,
         events: count,
@@ -140,7 +134,6 @@ fn store(
     invoices::delete_for_client(conn, client)?;
     let rows: Vec<(&str, &Invoice)> = p.invoices.values().map(|i| (client, i)).collect();
     invoices::insert_many(conn, &rows)?;
-    open_dues::replace_for_client(conn, client, &p.dues)?;
     alerts::delete_for_client(conn, client)?;
     let rows: Vec<AlertRow> = p
         .alerts
@@ -177,12 +170,6 @@ fn differences(stored: &Projection, replayed: &Projection) -> Vec<String> {
         .filter(|id| !replayed.invoices.contains_key(*id))
     {
         out.push(format!("invoice `{id}`: stored but no event names it"));
-    }
-    if stored.dues != replayed.dues {
-        out.push(format!(
-            "open amounts by due date: stored {:?}, replayed {:?}",
-            stored.dues, replayed.dues
-        ));
     }
     if stored.alerts != replayed.alerts {
         out.push(format!(

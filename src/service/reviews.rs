@@ -20,7 +20,7 @@ use crate::domain::{
 };
 use crate::policy::{self, Baseline, Outcome, PipelineResult, PolicyInput, Stage, Trigger};
 use crate::store::ledgers::{self, Reviewed};
-use crate::store::{AnyConnection, clients, live, open_dues};
+use crate::store::{AnyConnection, clients, live};
 
 /// The audit kind of a limit review.
 pub const KIND: &str = "client.limit_review";
@@ -61,9 +61,7 @@ pub fn review(
     let client = clients::find_at(conn, id, now)?.ok_or_else(|| ServiceError::NotFound {
         what: format!("client `{id}`"),
     })?;
-    let due = open_dues::for_client(conn, id.as_str())?
-        .into_keys()
-        .collect();
+    let due = ledgers::dues(conn, id.as_str())?.dates().collect();
     let alerts = live::recent_alerts(conn, &[id.as_str()], now)?
         .into_iter()
         .map(|(_, _, at)| at)

@@ -7,7 +7,7 @@ use super::live::{self, ReadTime};
 use super::moment::Moment;
 use super::prepared::scalar;
 use super::schema::{client_reserved, clients};
-use super::{AnyConnection, StoreError, classify};
+use super::{AnyConnection, StoreError, classify, ledgers};
 use crate::domain::{
     Client, ClientId, ClientProfile, ClientStatus, Currency, ExternalScore, Insurance, LegalStatus,
     LiveState, Money, Risk, RiskBand, RiskFactor,
@@ -42,6 +42,7 @@ struct ClientRow {
     created_at: Moment,
     updated_at: Moment,
     version: i64,
+    open_dues: String,
 }
 
 /// What a read of a client rests on, so that a writer can check later, with one comparison,
@@ -63,6 +64,12 @@ impl Stamp {
 }
 
 impl ClientRow {
+    /// Counts into `read` what of the client's open invoices is overdue on `today`.
+    fn count_overdue(&self, read: &mut ReadTime, today: NaiveDate) -> Result<(), StoreError> {
+        read.count_overdue(&ledgers::parse_dues(&self.open_dues)?, today);
+        Ok(())
+    }
+
     /// The domain client, with what is computed when read: the credit its reservations hold,
     /// what is overdue and the recent alerts, as of the read.
     fn into_client(self, now: &ReadTime) -> Result<Client, StoreError> {
@@ -195,7 +202,8 @@ pub fn find_stamped_at(
         .optional())
     .map_err(classify)?;
     let Some(row) = row else { return Ok(None) };
-    let (read, changes_at, changes_apart) = live::for_client_until(conn, &row.client_id, now)?;
+    let (mut read, changes_at, changes_apart) = live::for_client_until(conn, &row.client_id, now)?;
+    row.count_overdue(&mut read, now.date_naive())?;
     let stamp = Stamp {
         version: row.version + changes_apart,
         changes_at: changes_at.map(|at| at.and_utc()),
@@ -225,7 +233,7 @@ pub fn lock_version(conn: &mut AnyConnection, id: &ClientId) -> Result<Option<i6
     .map_err(classify)
 }
 
-/// The clients of a batch of events as their reviews read them, in four queries whatever
+/// The clients of a batch of events as their reviews read them, in three queries whatever
 /// their number; those that do not exist are left out.
 pub fn find_many_for_review(
     conn: &mut AnyConnection,
@@ -253,7 +261,8 @@ fn with_read_time(
     now: DateTime<Utc>,
 ) -> Result<Option<Client>, StoreError> {
     let Some(row) = row else { return Ok(None) };
-    let read = live::for_client(conn, &row.client_id, now)?;
+    let mut read = live::for_client(conn, &row.client_id, now)?;
+    row.count_overdue(&mut read, now.date_naive())?;
     row.into_client(&read).map(Some)
 }
 
@@ -366,7 +375,8 @@ fn with_read_times(
     let read = live::for_clients(conn, &ids, now)?;
     rows.into_iter()
         .map(|r| {
-            let at = read.get(&r.client_id).cloned().unwrap_or_default();
+            let mut at = read.get(&r.client_id).cloned().unwrap_or_default();
+            r.count_overdue(&mut at, now.date_naive())?;
             r.into_client(&at)
         })
         .collect()

@@ -1,14 +1,17 @@
 //! The event-projection columns of the clients table ([`Ledger`]) and what a limit review
 //! writes back (risk, limit, status, next review day).
 
+use std::fmt::Write as _;
+
 use chrono::{DateTime, NaiveDate, Utc};
 use diesel::prelude::*;
 
+use super::day::year_month_day;
 use super::moment::Moment;
 use super::prepared::{self, Update};
 use super::schema::clients;
 use super::{AnyConnection, StoreError, classify};
-use crate::domain::ledger::{Cover, Ledger};
+use crate::domain::ledger::{Cover, Due, Dues, Ledger};
 use crate::domain::{ClientId, ClientStatus, Currency, ExternalScore, LegalStatus, Risk};
 
 #[derive(Queryable, Selectable)]
@@ -29,6 +32,7 @@ struct LedgerRow {
     external_score_as_of: Option<NaiveDate>,
     legal_status: String,
     legal_status_changed_at: Option<Moment>,
+    open_dues: String,
 }
 
 #[derive(AsChangeset)]
@@ -49,6 +53,7 @@ struct LedgerChange<'a> {
     legal_status: &'a str,
     legal_status_changed_at: Option<Moment>,
     updated_at: Moment,
+    open_dues: String,
 }
 
 /// A client as the projection needs it.
@@ -96,6 +101,7 @@ impl LedgerRow {
                 legal_status: LegalStatus::parse(&self.legal_status)
                     .map_err(|e| bad("legal_status", e))?,
                 legal_status_changed_at: self.legal_status_changed_at.map(|t| t.0.and_utc()),
+                open_dues: parse_dues(&self.open_dues)?,
             },
         })
     }
@@ -142,7 +148,52 @@ fn ledger_change(ledger: &Ledger, at: DateTime<Utc>) -> LedgerChange<'_> {
             .legal_status_changed_at
             .map(|t| Moment(t.naive_utc())),
         updated_at: Moment(at.naive_utc()),
+        open_dues: dues_text(&ledger.open_dues),
     }
+}
+
+/// `clients.open_dues` as written: a JSON array of `["YYYY-MM-DD", open minor, invoices]`, one
+/// a due date, earliest first (what migration 000017 writes too).
+fn dues_text(dues: &Dues) -> String {
+    let mut out = String::with_capacity(256);
+    out.push('[');
+    for (i, (day, due)) in dues.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        // Writing into a String cannot fail.
+        let _ = write!(out, "[\"{day}\",{},{}]", due.open_minor, due.invoices);
+    }
+    out.push(']');
+    out
+}
+
+/// Reads `clients.open_dues` (any JSON of that shape, whatever its spacing or order).
+pub(super) fn parse_dues(text: &str) -> Result<Dues, StoreError> {
+    let bad = |e: String| StoreError::corrupt(format!("clients.open_dues: {e}"));
+    let days: Vec<(&str, i64, i64)> = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+    days.into_iter()
+        .map(|(day, open_minor, invoices)| {
+            let day = year_month_day(day).ok_or_else(|| bad(format!("`{day}` is not a date")))?;
+            Ok((
+                day,
+                Due {
+                    open_minor,
+                    invoices,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// A client's open invoices by due date, as stored (the scheduled review's read).
+pub fn dues(conn: &mut AnyConnection, client_id: &str) -> Result<Dues, StoreError> {
+    let text: String = clients::table
+        .find(client_id)
+        .select(clients::open_dues)
+        .get_result(conn)
+        .map_err(classify)?;
+    parse_dues(&text)
 }
 
 /// Writes the projection of a client.
@@ -305,4 +356,45 @@ pub fn ids_after(
         .select(clients::client_id)
         .load(conn)
         .map_err(classify)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::NaiveDate;
+
+    use super::*;
+
+    /// What the writer writes it reads back; what migration 000017 writes on either backend
+    /// (PostgreSQL's `json_agg` spaces it) it reads too; anything else is an error.
+    #[test]
+    fn dues_text_reads_back() {
+        let day = |d| NaiveDate::from_ymd_opt(2026, 12, d).unwrap();
+        let dues: Dues = [
+            (
+                day(5),
+                Due {
+                    open_minor: 12_345,
+                    invoices: 2,
+                },
+            ),
+            (
+                day(31),
+                Due {
+                    open_minor: 1,
+                    invoices: 1,
+                },
+            ),
+        ]
+        .into_iter()
+        .collect();
+        let text = dues_text(&dues);
+        assert_eq!(text, r#"[["2026-12-05",12345,2],["2026-12-31",1,1]]"#);
+        assert_eq!(parse_dues(&text).unwrap(), dues);
+        let spaced = r#"[["2026-12-31", 1, 1], ["2026-12-05", 12345, 2]]"#;
+        assert_eq!(parse_dues(spaced).unwrap(), dues);
+        assert_eq!(parse_dues("[]").unwrap(), Dues::default());
+        for bad in ["", "{}", r#"[["2026-12-32",1,1]]"#, r#"[["2026-12-05",1]]"#] {
+            assert!(parse_dues(bad).is_err(), "{bad}");
+        }
+    }
 }

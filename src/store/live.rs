@@ -1,6 +1,8 @@
 //! What is computed when a client is read rather than stored: the credit its reservations
 //! hold, what is overdue, and its recent sales alerts, all as of the read. Time alone changes
 //! them (a reservation lapses, an invoice falls due, an alert ages), so no event is needed.
+//! What is overdue comes from the open amounts by due date the client's row holds
+//! ([`ReadTime::count_overdue`]); the rest is read here.
 
 use std::collections::HashMap;
 
@@ -9,7 +11,8 @@ use diesel::prelude::*;
 
 use super::moment::Moment;
 use super::schema::sales_alerts;
-use super::{AnyConnection, StoreError, classify, open_dues, reservations};
+use super::{AnyConnection, StoreError, classify, reservations};
+use crate::domain::ledger::Dues;
 use crate::domain::review::recent_alerts_since;
 
 /// A client's read-time figures.
@@ -24,10 +27,9 @@ pub struct ReadTime {
 }
 
 impl ReadTime {
-    fn add_overdue(&mut self, due_on: NaiveDate, open_minor: i64) {
-        self.overdue_minor += open_minor;
-        self.oldest_overdue_due_on =
-            Some(self.oldest_overdue_due_on.map_or(due_on, |d| d.min(due_on)));
+    /// Sets what of these dues is overdue on `today`.
+    pub fn count_overdue(&mut self, dues: &Dues, today: NaiveDate) {
+        (self.overdue_minor, self.oldest_overdue_due_on) = dues.overdue(today);
     }
 
     fn add_alert(&mut self, negative: bool) {
@@ -39,7 +41,7 @@ impl ReadTime {
     }
 }
 
-/// The read-time figures of several clients, in three queries.
+/// The read-time figures of several clients but what is overdue, in two queries.
 pub fn for_clients(
     conn: &mut AnyConnection,
     client_ids: &[&str],
@@ -49,17 +51,13 @@ pub fn for_clients(
     for (client, minor) in reservations::reserved_by_client(conn, client_ids, now.naive_utc())? {
         out.entry(client).or_default().reserved_minor = minor;
     }
-    for (client, due_on, open) in open_dues::for_clients(conn, client_ids, Some(now.date_naive()))?
-    {
-        out.entry(client).or_default().add_overdue(due_on, open);
-    }
     for (client, negative, _) in recent_alerts(conn, client_ids, now)? {
         out.entry(client).or_default().add_alert(negative);
     }
     Ok(out)
 }
 
-/// One client's figures: the same three queries by `=`, whose statements SQLite keeps
+/// One client's figures: the same two queries by `=`, whose statements SQLite keeps
 /// prepared (an `IN` list is parsed anew each time); this is the decision path's read, so
 /// they run on the concrete connection (see the `store` module).
 pub fn for_client(
@@ -85,10 +83,6 @@ pub fn for_client_until(
         reserved_minor: reserved.minor,
         ..ReadTime::default()
     };
-    let today = now.date_naive();
-    for (due_on, due) in open_dues::for_client(conn, client_id)?.range(..today) {
-        read.add_overdue(*due_on, due.open_minor);
-    }
     let since = recent_alerts_since(now);
     let window = now - since;
     let since = since.naive_utc();
@@ -129,13 +123,12 @@ pub fn recent_alerts(
         .collect())
 }
 
-/// What a limit review reads of a client beyond its row: its read-time figures, the due dates
-/// of its open invoices and when its recent alerts occurred (the days time alone will change
-/// its risk).
+/// What a limit review reads of a client beyond its row: its read-time figures (what is
+/// overdue is the batch's to count, on the dues it has just changed) and when its recent
+/// alerts occurred (the days time alone will change its risk).
 #[derive(Clone, Debug, Default)]
 pub struct Reviewing {
     pub read: ReadTime,
-    pub open_due_dates: Vec<NaiveDate>,
     pub recent_alerts: Vec<DateTime<Utc>>,
 }
 
@@ -149,9 +142,8 @@ impl Reviewing {
 /// A sales alert of the batch being written, not stored yet: (client, negative?, occurred_at).
 pub type UnloggedAlert<'a> = (&'a str, bool, DateTime<Utc>);
 
-/// [`Reviewing`] for the clients of a batch of events, in three queries whatever their number:
-/// one pass over their open amounts by due date gives both the due dates and the overdue
-/// figures, one over their recent alerts both the counts and the dates. `unlogged` are the
+/// [`Reviewing`] for the clients of a batch of events, in two queries whatever their number:
+/// one pass over their recent alerts gives both the counts and the dates. `unlogged` are the
 /// batch's own alerts, counted as if stored (see `service::events::batch`): an alert
 /// row needs its event's log row, which is written while the reviews run.
 pub fn for_reviews(
@@ -163,14 +155,6 @@ pub fn for_reviews(
     let mut out: HashMap<String, Reviewing> = HashMap::with_capacity(client_ids.len());
     for (client, minor) in reservations::reserved_by_client(conn, client_ids, now.naive_utc())? {
         out.entry(client).or_default().read.reserved_minor = minor;
-    }
-    let today = now.date_naive();
-    for (client, due_on, open_minor) in open_dues::for_clients(conn, client_ids, None)? {
-        let entry = out.entry(client).or_default();
-        entry.open_due_dates.push(due_on);
-        if due_on < today {
-            entry.read.add_overdue(due_on, open_minor);
-        }
     }
     for (client, negative, at) in recent_alerts(conn, client_ids, now)? {
         out.entry(client).or_default().add_alert(negative, at);

@@ -47,7 +47,6 @@ pub mod invoices;
 pub mod ledgers;
 pub mod live;
 pub mod moment;
-pub mod open_dues;
 pub mod policies;
 pub mod prepared;
 pub mod reservations;

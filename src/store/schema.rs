@@ -31,6 +31,7 @@ diesel::table! {
         legal_status_changed_at -> Nullable<Timestamp>,
         next_review_on -> Nullable<Date>,
         version -> BigInt,
+        open_dues -> Text,
     }
 }
 
@@ -203,15 +204,6 @@ diesel::table! {
         last_paid_on -> Nullable<Date>,
         dunning_level -> Integer,
         settled_on -> Nullable<Date>,
-    }
-}
-
-diesel::table! {
-    open_dues (client_id, due_on) {
-        client_id -> Text,
-        due_on -> Date,
-        open_minor -> BigInt,
-        invoices -> BigInt,
     }
 }
 

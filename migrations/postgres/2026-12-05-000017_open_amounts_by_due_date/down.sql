@@ -1,2 +1,2 @@
 CREATE INDEX invoices_open_by_due ON invoices (client_id, open_minor, due_on);
-DROP TABLE open_dues;
+ALTER TABLE clients DROP COLUMN open_dues;

@@ -2,10 +2,9 @@
 //! order against the state the earlier ones left, then write everything and review once per
 //! client.
 
-use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -24,7 +23,7 @@ use crate::store::events::{self as log, NewEvent};
 use crate::store::ledgers::{self, Account};
 use crate::store::moment::Moment;
 use crate::store::reservations::{self, Settlement};
-use crate::store::{AnyConnection, clients, invoices, live, open_dues};
+use crate::store::{AnyConnection, clients, invoices, live};
 
 /// An event ready to apply: itself, its normalised JSON, that JSON in canonical form (what the
 /// log stores) and its sha256.
@@ -42,8 +41,6 @@ pub(super) struct Batch<'a> {
     /// Accepted earlier in this transaction: event id → sha256.
     seen: HashMap<String, String>,
     invoices: HashMap<(String, String), Invoice>,
-    /// The stored invoices' [`Invoice::open_due`] before this transaction changed them.
-    stored_dues: HashMap<(String, String), Option<(NaiveDate, i64)>>,
     dirty_invoices: Vec<(String, String)>,
     new_events: Vec<NewEvent>,
     alerts: Vec<(String, String, bool, DateTime<Utc>)>,
@@ -140,7 +137,6 @@ impl<'a> Batch<'a> {
             known: HashMap::new(),
             seen: HashMap::new(),
             invoices: HashMap::new(),
-            stored_dues: HashMap::new(),
             dirty_invoices: Vec::new(),
             new_events: Vec::new(),
             alerts: Vec::new(),
@@ -178,11 +174,7 @@ impl<'a> Batch<'a> {
         let (ready, (known, invoices)) = resolve_while_reading(conn, batches, &self.accounts)?;
         self.known.extend(known);
         for (key, invoice) in invoices {
-            if let Entry::Vacant(slot) = self.invoices.entry(key) {
-                self.stored_dues
-                    .insert(slot.key().clone(), invoice.open_due());
-                slot.insert(invoice);
-            }
+            self.invoices.entry(key).or_insert(invoice);
         }
         self.new_events
             .reserve(ready.iter().flatten().filter(|r| r.is_ok()).count());
@@ -401,7 +393,7 @@ impl<'a> Batch<'a> {
             with_ledger(&mut c, &account.ledger, self.now);
             let r = reviews::Read {
                 client: c,
-                open_due_dates: extra.open_due_dates,
+                open_due_dates: account.ledger.open_dues.dates().collect(),
                 recent_alerts: extra.recent_alerts,
                 ledger: Some(&account.ledger),
             };
@@ -422,25 +414,18 @@ impl<'a> Batch<'a> {
         Ok(reviews)
     }
 
-    /// Writes the invoices the batch changed and their net change to their clients' open
-    /// amounts by due date (the client-level projection is written with the review).
+    /// Writes the invoices the batch changed (the client-level projection, their sums by due
+    /// date included, is written with the review).
     fn write_invoices(&mut self, conn: &mut AnyConnection) -> Result<(), ServiceError> {
         self.dirty_invoices.sort_unstable();
         self.dirty_invoices.dedup();
-        let mut dues = open_dues::Changes::default();
         let dirty: Vec<(&str, &Invoice)> = self
             .dirty_invoices
             .iter()
-            .filter_map(|key| {
-                let inv = self.invoices.get(key)?;
-                let before = self.stored_dues.get(key).copied().flatten();
-                dues.replace(&key.0, before, inv.open_due());
-                Some((key.0.as_str(), inv))
-            })
+            .filter_map(|key| self.invoices.get(key).map(|inv| (key.0.as_str(), inv)))
             .collect();
         if !dirty.is_empty() {
             invoices::upsert_many(conn, &dirty)?;
-            open_dues::apply(conn, &dues)?;
         }
         Ok(())
     }
@@ -480,5 +465,8 @@ fn with_ledger(client: &mut Client, ledger: &Ledger, now: DateTime<Utc>) {
     });
     state.external_score = ledger.external_score.clone();
     state.legal_status = ledger.legal_status;
+    let (overdue, oldest) = ledger.open_dues.overdue(now.date_naive());
+    state.overdue = money(overdue);
+    state.oldest_overdue_due_on = oldest;
     client.updated_at = now;
 }
