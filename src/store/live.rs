@@ -107,16 +107,19 @@ pub fn recent_alerts(
     client_ids: &[&str],
     now: DateTime<Utc>,
 ) -> Result<Vec<(String, bool, DateTime<Utc>)>, StoreError> {
-    let rows: Vec<(String, bool, Moment)> = sales_alerts::table
+    let since = Moment(recent_alerts_since(now).naive_utc());
+    // On the concrete connection: a batch's reviews read thousands of rows, each field read
+    // through the MultiConnection's row wrapper otherwise.
+    let rows: Vec<(String, bool, Moment)> = per_backend!(conn, |c| sales_alerts::table
         .filter(sales_alerts::client_id.eq_any(client_ids))
-        .filter(sales_alerts::occurred_at.gt(recent_alerts_since(now).naive_utc()))
+        .filter(sales_alerts::occurred_at.gt(since))
         .select((
             sales_alerts::client_id,
             sales_alerts::negative,
             sales_alerts::occurred_at,
         ))
-        .load(conn)
-        .map_err(classify)?;
+        .load(c))
+    .map_err(classify)?;
     Ok(rows
         .into_iter()
         .map(|(c, negative, Moment(at))| (c, negative, at.and_utc()))
