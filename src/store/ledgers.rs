@@ -453,7 +453,11 @@ mod tests {
         assert_eq!(parse_dues(&text).unwrap(), dues);
         let spaced = r#"[["2026-12-31", 1, 1], ["2026-12-05", 12345, 2]]"#;
         assert_eq!(parse_dues(spaced).unwrap(), dues);
-        assert_eq!(as_dues_text_writes(&text), Some(dues.clone()), "the fast path");
+        assert_eq!(
+            as_dues_text_writes(&text),
+            Some(dues.clone()),
+            "the fast path"
+        );
         assert_eq!(as_dues_text_writes(spaced), None, "serde_json's");
         assert_eq!(parse_dues("[]").unwrap(), Dues::default());
         for bad in [

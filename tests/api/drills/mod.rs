@@ -73,13 +73,21 @@ async fn serve(database_url: &str) -> (Child, String) {
     panic!("encours serve did not become ready");
 }
 
+/// A request that got no answer: why, and the request, to find out later whether the server
+/// had taken it.
+struct Unanswered {
+    why: String,
+    path: &'static str,
+    body: Value,
+}
+
 /// What the server acknowledged before it died.
 #[derive(Default)]
 struct Acked {
     /// 503 answers (the database was away).
     unavailable: usize,
     /// Requests sent that got no answer (the server died, or refused the connection).
-    unanswered: Vec<String>,
+    unanswered: Vec<Unanswered>,
     /// Answers to requests sent before the server was told to stop that arrived after it
     /// (requests in flight, finished).
     answered_after_stop: usize,
@@ -152,7 +160,7 @@ async fn worker(
         let (status, retry_after, answer) = match answer {
             Ok(answered) => answered,
             Err(why) => {
-                state.unanswered.push(why);
+                state.unanswered.push(Unanswered { why, path, body });
                 acked.set(state);
                 return;
             }

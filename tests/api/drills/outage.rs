@@ -138,6 +138,7 @@ async fn an_outage_is_a_503_and_heals_by_itself(backend: Backend) {
     let refused: Vec<&String> = acked
         .unanswered
         .iter()
+        .map(|u| &u.why)
         .filter(|why| !why.contains("Timeout"))
         .collect();
     assert!(
