@@ -8,25 +8,96 @@
 //! encoding.
 
 use chrono::NaiveDate;
-use diesel::deserialize::{self, FromSql, FromSqlRow};
-use diesel::expression::AsExpression;
-use diesel::pg::Pg;
-use diesel::serialize::{self, IsNull, Output, ToSql};
+use diesel::deserialize::{self, FromSql};
 use diesel::sql_types::Date;
 use diesel::sqlite::{Sqlite, SqliteValue};
 
-use super::{MultiBackend, MultiRawValue};
+/// A newtype over a chrono value (`$ty($chrono)`, SQL type `$sql`) and the conversions that
+/// are chrono's own: PostgreSQL's binary encoding both ways, SQLite's text written with
+/// `Display` (which gives the text diesel writes; each type's test checks it), and the
+/// MultiConnection's, which hand over to those. Only reading SQLite is each type's own.
+macro_rules! chrono_newtype {
+    ($(#[$doc:meta])* $ty:ident, $chrono:ty, $sql:ty) => {
+        $(#[$doc])*
+        #[derive(
+            Clone,
+            Copy,
+            Debug,
+            PartialEq,
+            Eq,
+            PartialOrd,
+            Ord,
+            Hash,
+            diesel::expression::AsExpression,
+            diesel::deserialize::FromSqlRow,
+        )]
+        #[diesel(sql_type = $sql)]
+        pub struct $ty(pub $chrono);
 
-/// A `DATE` column's value.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, AsExpression, FromSqlRow)]
-#[diesel(sql_type = Date)]
-pub struct Day(pub NaiveDate);
+        impl From<$ty> for $chrono {
+            fn from(value: $ty) -> Self {
+                value.0
+            }
+        }
 
-impl From<Day> for NaiveDate {
-    fn from(day: Day) -> Self {
-        day.0
-    }
+        impl diesel::serialize::ToSql<$sql, diesel::sqlite::Sqlite> for $ty {
+            fn to_sql<'b>(
+                &'b self,
+                out: &mut diesel::serialize::Output<'b, '_, diesel::sqlite::Sqlite>,
+            ) -> diesel::serialize::Result {
+                out.set_value(self.0.to_string());
+                Ok(diesel::serialize::IsNull::No)
+            }
+        }
+
+        impl diesel::deserialize::FromSql<$sql, diesel::pg::Pg> for $ty {
+            fn from_sql(
+                value: <diesel::pg::Pg as diesel::backend::Backend>::RawValue<'_>,
+            ) -> diesel::deserialize::Result<Self> {
+                <$chrono as diesel::deserialize::FromSql<$sql, diesel::pg::Pg>>::from_sql(value)
+                    .map(Self)
+            }
+        }
+
+        impl diesel::serialize::ToSql<$sql, diesel::pg::Pg> for $ty {
+            fn to_sql<'b>(
+                &'b self,
+                out: &mut diesel::serialize::Output<'b, '_, diesel::pg::Pg>,
+            ) -> diesel::serialize::Result {
+                <$chrono as diesel::serialize::ToSql<$sql, diesel::pg::Pg>>::to_sql(
+                    &self.0,
+                    &mut out.reborrow(),
+                )
+            }
+        }
+
+        impl diesel::deserialize::FromSql<$sql, $crate::store::MultiBackend> for $ty {
+            fn from_sql(
+                value: $crate::store::MultiRawValue<'_>,
+            ) -> diesel::deserialize::Result<Self> {
+                value.from_sql::<Self, $sql>()
+            }
+        }
+
+        impl diesel::serialize::ToSql<$sql, $crate::store::MultiBackend> for $ty {
+            fn to_sql<'b>(
+                &'b self,
+                out: &mut diesel::serialize::Output<'b, '_, $crate::store::MultiBackend>,
+            ) -> diesel::serialize::Result {
+                out.set_value((<$sql>::default(), self));
+                Ok(diesel::serialize::IsNull::No)
+            }
+        }
+    };
 }
+pub(super) use chrono_newtype;
+
+chrono_newtype!(
+    /// A `DATE` column's value.
+    Day,
+    NaiveDate,
+    Date
+);
 
 impl FromSql<Date, Sqlite> for Day {
     fn from_sql(mut value: SqliteValue<'_, '_, '_>) -> deserialize::Result<Self> {
@@ -55,33 +126,6 @@ pub(super) fn number(digits: &[u8]) -> Option<u32> {
             .then(|| n.checked_mul(10)?.checked_add(u32::from(d - b'0')))
             .flatten()
     })
-}
-
-impl ToSql<Date, Sqlite> for Day {
-    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Sqlite>) -> serialize::Result {
-        out.set_value(self.0.to_string());
-        Ok(IsNull::No)
-    }
-}
-
-impl FromSql<Date, Pg> for Day {
-    fn from_sql(
-        value: <Pg as diesel::backend::Backend>::RawValue<'_>,
-    ) -> deserialize::Result<Self> {
-        <NaiveDate as FromSql<Date, Pg>>::from_sql(value).map(Self)
-    }
-}
-
-impl ToSql<Date, Pg> for Day {
-    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
-        <NaiveDate as ToSql<Date, Pg>>::to_sql(&self.0, &mut out.reborrow())
-    }
-}
-
-impl FromSql<Date, MultiBackend> for Day {
-    fn from_sql(value: MultiRawValue<'_>) -> deserialize::Result<Self> {
-        value.from_sql::<Self, Date>()
-    }
 }
 
 #[cfg(test)]

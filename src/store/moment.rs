@@ -10,26 +10,18 @@
 //! encoding.
 
 use chrono::{NaiveDateTime, NaiveTime};
-use diesel::deserialize::{self, FromSql, FromSqlRow};
-use diesel::expression::AsExpression;
-use diesel::pg::Pg;
-use diesel::serialize::{self, IsNull, Output, ToSql};
+use diesel::deserialize::{self, FromSql};
 use diesel::sql_types::Timestamp;
 use diesel::sqlite::{Sqlite, SqliteValue};
 
-use super::day::{number, year_month_day};
-use super::{MultiBackend, MultiRawValue};
+use super::day::{chrono_newtype, number, year_month_day};
 
-/// A `TIMESTAMP` column's value.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, AsExpression, FromSqlRow)]
-#[diesel(sql_type = Timestamp)]
-pub struct Moment(pub NaiveDateTime);
-
-impl From<Moment> for NaiveDateTime {
-    fn from(stamp: Moment) -> Self {
-        stamp.0
-    }
-}
+chrono_newtype!(
+    /// A `TIMESTAMP` column's value.
+    Moment,
+    NaiveDateTime,
+    Timestamp
+);
 
 impl FromSql<Timestamp, Sqlite> for Moment {
     fn from_sql(mut value: SqliteValue<'_, '_, '_>) -> deserialize::Result<Self> {
@@ -64,40 +56,6 @@ fn as_diesel_writes(text: &str) -> Option<NaiveDateTime> {
         return None;
     }
     Some(date.and_time(NaiveTime::from_hms_nano_opt(hour, min, sec, nano)?))
-}
-
-impl ToSql<Timestamp, Sqlite> for Moment {
-    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Sqlite>) -> serialize::Result {
-        out.set_value(self.0.to_string());
-        Ok(IsNull::No)
-    }
-}
-
-impl FromSql<Timestamp, Pg> for Moment {
-    fn from_sql(
-        value: <Pg as diesel::backend::Backend>::RawValue<'_>,
-    ) -> deserialize::Result<Self> {
-        <NaiveDateTime as FromSql<Timestamp, Pg>>::from_sql(value).map(Self)
-    }
-}
-
-impl ToSql<Timestamp, Pg> for Moment {
-    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
-        <NaiveDateTime as ToSql<Timestamp, Pg>>::to_sql(&self.0, &mut out.reborrow())
-    }
-}
-
-impl FromSql<Timestamp, MultiBackend> for Moment {
-    fn from_sql(value: MultiRawValue<'_>) -> deserialize::Result<Self> {
-        value.from_sql::<Self, Timestamp>()
-    }
-}
-
-impl ToSql<Timestamp, MultiBackend> for Moment {
-    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, MultiBackend>) -> serialize::Result {
-        out.set_value((Timestamp, self));
-        Ok(IsNull::No)
-    }
 }
 
 #[cfg(test)]
