@@ -158,7 +158,7 @@ impl Invoice {
     }
 
     /// The due date and open amount of an invoice still owed (issued, open amount above
-    /// zero): what `store::open_dues` sums by due date.
+    /// zero): what [`Dues`] sums by due date.
     pub fn open_due(&self) -> Option<(NaiveDate, i64)> {
         let open = self.open_minor();
         self.issued

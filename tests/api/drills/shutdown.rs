@@ -71,6 +71,12 @@ async fn sigterm_finishes_what_is_in_flight(backend: Backend) {
         .filter(|u| !u.why.starts_with("send: Connect("))
     {
         let again = app.post_json(u.path, &token, &u.body).await;
+        assert!(
+            again.status == 200 || again.status == 201,
+            "{}: {}",
+            u.path,
+            again.text
+        );
         let taken = match u.path {
             "/v1/credit-decisions" => again.status == 200,
             _ => again.body["results"]
