@@ -7,14 +7,13 @@ use std::collections::BTreeMap;
 use chrono::{NaiveDate, NaiveDateTime, TimeDelta, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable, Text, Timestamp};
-use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use encours::domain::{ClientId, ClientProfile, ClientStatus, Country, Currency, Money};
 use encours::store::reservations::{self, ReservationRow, Settlement};
 use encours::store::{AnyConnection, clients};
 use proptest::prelude::*;
 
 use crate::on_both_backends;
-use crate::support::{Backend, TestApp, check_on_store};
+use crate::support::{Backend, TestApp, check_on_store, database_before};
 
 const CLIENTS: u8 = 3;
 const STATUSES: [&str; 4] = ["active", "invoiced", "released", "expired"];
@@ -83,7 +82,7 @@ fn profile() -> ClientProfile {
     }
 }
 
-fn add_client(conn: &mut AnyConnection, id: &str) {
+pub(crate) fn add_client(conn: &mut AnyConnection, id: &str) {
     let id = ClientId::parse(id).unwrap();
     clients::insert(
         conn,
@@ -344,24 +343,7 @@ on_both_backends!(reserved_equals_summed);
 /// clients and for one made after.
 #[test]
 fn the_migration_sums_the_reservations_made_before_it() {
-    const SQLITE: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("encours.db");
-    let mut lite = SqliteConnection::establish(&path.display().to_string()).unwrap();
-    diesel::sql_query("PRAGMA foreign_keys = ON")
-        .execute(&mut lite)
-        .unwrap();
-    for migration in lite.pending_migrations(SQLITE).unwrap() {
-        if migration
-            .name()
-            .to_string()
-            .ends_with("_reserved_running_total")
-        {
-            break;
-        }
-        lite.run_migration(&*migration).unwrap();
-    }
-    let mut conn = AnyConnection::Sqlite(lite);
+    let (mut conn, _db) = database_before(Backend::Sqlite, "_reserved_running_total").unwrap();
     let conn = &mut conn;
     let now = base();
     let later = now + TimeDelta::hours(1);

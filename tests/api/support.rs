@@ -37,6 +37,82 @@ impl Drop for PgDatabase {
     }
 }
 
+/// A new, empty PostgreSQL database: its URL and its guard; `None` (the test skipped, with a
+/// note) when PostgreSQL is not configured outside CI.
+fn fresh_postgres() -> Option<(String, PgDatabase)> {
+    let Some(admin_url) = postgres_admin_url() else {
+        eprintln!("skipped: ENCOURS_TEST_POSTGRES_URL is not set");
+        return None;
+    };
+    let name = format!("encours_t_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = PgConnection::establish(&admin_url).expect("admin connection");
+    diesel::sql_query(format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .expect("create test database");
+    Some((
+        with_database(&admin_url, &name),
+        PgDatabase { admin_url, name },
+    ))
+}
+
+/// What [`database_before`] made: its file's directory or its PostgreSQL database, removed
+/// when dropped.
+pub struct Fresh {
+    _dir: tempfile::TempDir,
+    _pg: Option<PgDatabase>,
+}
+
+/// A fresh database of one backend holding the schema of an earlier version: the migrations
+/// up to, not including, the one whose name ends with `before` (a migration's own test fills
+/// it as that version would have, then runs the rest with `store::migrate`). The database goes
+/// with the guard.
+pub fn database_before(backend: Backend, before: &str) -> Option<(store::AnyConnection, Fresh)> {
+    use diesel::SqliteConnection;
+    use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+    const SQLITE: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+    const POSTGRES: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+    fn up_to<C>(conn: &mut C, migrations: EmbeddedMigrations, before: &str)
+    where
+        C: MigrationHarness<C::Backend> + Connection,
+    {
+        for migration in conn.pending_migrations(migrations).unwrap() {
+            if migration.name().to_string().ends_with(before) {
+                return;
+            }
+            conn.run_migration(&*migration).unwrap();
+        }
+        panic!("no migration named …{before}");
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    match backend {
+        Backend::Sqlite => {
+            let path = dir.path().join("encours.db");
+            let mut lite = SqliteConnection::establish(&path.display().to_string()).unwrap();
+            diesel::sql_query("PRAGMA foreign_keys = ON")
+                .execute(&mut lite)
+                .unwrap();
+            up_to(&mut lite, SQLITE, before);
+            Some((
+                store::AnyConnection::Sqlite(lite),
+                Fresh {
+                    _dir: dir,
+                    _pg: None,
+                },
+            ))
+        }
+        Backend::Postgres => {
+            let (url, db) = fresh_postgres()?;
+            let mut pg = PgConnection::establish(&url).unwrap();
+            up_to(&mut pg, POSTGRES, before);
+            let guard = Fresh {
+                _dir: dir,
+                _pg: Some(db),
+            };
+            Some((store::AnyConnection::Postgres(pg), guard))
+        }
+    }
+}
+
 pub struct TestApp {
     pub base: String,
     pub http: awc::Client,
@@ -146,19 +222,8 @@ impl TestApp {
                 None,
             ),
             Backend::Postgres => {
-                let Some(admin_url) = postgres_admin_url() else {
-                    eprintln!("skipped: ENCOURS_TEST_POSTGRES_URL is not set");
-                    return None;
-                };
-                let name = format!("encours_t_{}", uuid::Uuid::new_v4().simple());
-                let mut conn = PgConnection::establish(&admin_url).expect("admin connection");
-                diesel::sql_query(format!("CREATE DATABASE {name}"))
-                    .execute(&mut conn)
-                    .expect("create test database");
-                (
-                    with_database(&admin_url, &name),
-                    Some(PgDatabase { admin_url, name }),
-                )
+                let (url, db) = fresh_postgres()?;
+                (url, Some(db))
             }
         };
         let mut settings = Settings {

@@ -3,6 +3,7 @@
 
 mod batch;
 mod group;
+mod migration;
 mod reading;
 mod rebuild;
 mod reviews;
