@@ -64,10 +64,11 @@ impl Stamp {
 }
 
 impl ClientRow {
-    /// Counts into `read` what of the client's open invoices is overdue on `today`.
-    fn count_overdue(&self, read: &mut ReadTime, today: NaiveDate) -> Result<(), StoreError> {
-        read.count_overdue(&ledgers::parse_dues(&self.open_dues)?, today);
-        Ok(())
+    /// [`ClientRow::into_client`] with what of its open invoices is overdue on `now`'s day
+    /// counted into `read` (a batch's review counts on the ledger it holds instead).
+    fn into_client_at(self, mut read: ReadTime, now: DateTime<Utc>) -> Result<Client, StoreError> {
+        read.count_overdue(&ledgers::parse_dues(&self.open_dues)?, now.date_naive());
+        self.into_client(&read)
     }
 
     /// The domain client, with what is computed when read: the credit its reservations hold,
@@ -202,13 +203,12 @@ pub fn find_stamped_at(
         .optional())
     .map_err(classify)?;
     let Some(row) = row else { return Ok(None) };
-    let (mut read, changes_at, changes_apart) = live::for_client_until(conn, &row.client_id, now)?;
-    row.count_overdue(&mut read, now.date_naive())?;
+    let (read, changes_at, changes_apart) = live::for_client_until(conn, &row.client_id, now)?;
     let stamp = Stamp {
         version: row.version + changes_apart,
         changes_at: changes_at.map(|at| at.and_utc()),
     };
-    Ok(Some((row.into_client(&read)?, stamp)))
+    Ok(Some((row.into_client_at(read, now)?, stamp)))
 }
 
 /// The client's version, its row locked until the transaction ends on PostgreSQL (SQLite's
@@ -261,9 +261,8 @@ fn with_read_time(
     now: DateTime<Utc>,
 ) -> Result<Option<Client>, StoreError> {
     let Some(row) = row else { return Ok(None) };
-    let mut read = live::for_client(conn, &row.client_id, now)?;
-    row.count_overdue(&mut read, now.date_naive())?;
-    row.into_client(&read).map(Some)
+    let read = live::for_client(conn, &row.client_id, now)?;
+    row.into_client_at(read, now).map(Some)
 }
 
 /// Reads the client and, on PostgreSQL, locks its row until the transaction ends, so that
@@ -375,9 +374,8 @@ fn with_read_times(
     let read = live::for_clients(conn, &ids, now)?;
     rows.into_iter()
         .map(|r| {
-            let mut at = read.get(&r.client_id).cloned().unwrap_or_default();
-            r.count_overdue(&mut at, now.date_naive())?;
-            r.into_client(&at)
+            let at = read.get(&r.client_id).cloned().unwrap_or_default();
+            r.into_client_at(at, now)
         })
         .collect()
 }

@@ -101,12 +101,14 @@ chrono_newtype!(
 
 impl FromSql<Date, Sqlite> for Day {
     fn from_sql(mut value: SqliteValue<'_, '_, '_>) -> deserialize::Result<Self> {
-        let text = value.read_text();
-        match year_month_day(text) {
-            Some(date) => Ok(Self(date)),
-            None => Ok(Self(text.parse()?)),
-        }
+        Ok(Self(parse(value.read_text())?))
     }
+}
+
+/// A date as SQLite holds it: `YYYY-MM-DD` digit by digit, any other text through chrono's
+/// `FromStr` (a year past 9999, as `Display` writes it).
+pub(super) fn parse(text: &str) -> Result<NaiveDate, chrono::ParseError> {
+    year_month_day(text).map_or_else(|| text.parse(), Ok)
 }
 
 /// `YYYY-MM-DD` exactly (as diesel writes a date into SQLite), when it is a real date.

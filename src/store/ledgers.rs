@@ -4,7 +4,7 @@
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use diesel::prelude::*;
 
-use super::day::year_month_day;
+use super::day::{self, year_month_day};
 use super::moment::Moment;
 use super::prepared::{self, Update};
 use super::schema::clients;
@@ -205,7 +205,7 @@ pub(super) fn parse_dues(text: &str) -> Result<Dues, StoreError> {
     let days: Vec<(&str, i64, i64)> = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
     days.into_iter()
         .map(|(day, open_minor, invoices)| {
-            let day = year_month_day(day).ok_or_else(|| bad(format!("`{day}` is not a date")))?;
+            let day = day::parse(day).map_err(|e| bad(format!("`{day}`: {e}")))?;
             Ok((
                 day,
                 Due {
@@ -460,6 +460,20 @@ mod tests {
         );
         assert_eq!(as_dues_text_writes(spaced), None, "serde_json's");
         assert_eq!(parse_dues("[]").unwrap(), Dues::default());
+        let far: Dues = [(
+            NaiveDate::from_ymd_opt(10_000, 1, 1).unwrap(),
+            Due {
+                open_minor: 1,
+                invoices: 1,
+            },
+        )]
+        .into_iter()
+        .collect();
+        assert_eq!(
+            parse_dues(&dues_text(&far)).unwrap(),
+            far,
+            "a year past 9999"
+        );
         for bad in [
             "",
             "{}",
